@@ -1,0 +1,5 @@
+import sys
+
+from ganforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""The ``ganforge`` command line (see DESIGN.md's contract).
+
+Exit codes: 0 done, 2 user error (one line, no traceback), 1 anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ganforge.registry import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, as for every user error
+        print(f"ganforge: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ganforge.config import load_config
+    from ganforge.training.run import load_run_config, train
+
+    overrides = list(args.set or [])
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
+    if args.resume:
+        from ganforge.config import apply_overrides, from_dict, to_dict
+        cfg = from_dict(apply_overrides(to_dict(load_run_config(args.resume)), overrides))
+        out = args.resume
+    else:
+        if not args.config:
+            raise ConfigError("train needs a CONFIG (preset name or YAML path) or --resume DIR")
+        cfg = load_config(args.config, overrides)
+        out = args.out or f"runs/{cfg.preset or Path(args.config).stem}"
+    if args.no_progress:
+        cfg.train.progress = False
+    result = train(cfg, out, resume=bool(args.resume))
+    s = result.summary
+    keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "wall_seconds")
+    print(json.dumps({k: s[k] for k in keys if k in s} | {"out": str(out)}))
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from ganforge.config import load_yaml, preset_names
+
+    for name in preset_names():
+        print(f"{name:16s} {load_yaml(name).get('description', '')}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ganforge.api import load
+    from ganforge.training.checkpoint import atomic_write
+
+    if args.n <= 0:
+        raise ConfigError("--n must be positive")
+    gen = load(args.run)
+    x = gen.sample(args.n, seed=args.seed)
+    out = Path(args.out)
+    if out.suffix == ".npz":
+        atomic_write(out, lambda tmp: np.savez(open(tmp, "wb"), samples=x.numpy()))
+    elif out.suffix == ".csv":
+        atomic_write(out, lambda tmp: np.savetxt(tmp, x.flatten(1).numpy(), delimiter=","))
+    elif out.suffix == ".png":
+        from ganforge.report.plots import plot_samples_1d, plot_samples_2d
+        if x.dim() == 2 and x.shape[1] == 2:
+            plot_samples_2d(x, None, out, f"{args.n} samples")
+        elif x.dim() == 2 and x.shape[1] == 1:
+            plot_samples_1d(x, None, out, f"{args.n} samples")
+        else:
+            raise ConfigError(f"cannot plot samples of shape {tuple(x.shape[1:])} as PNG; use .npz")
+    else:
+        raise ConfigError(f"--out must end in .npz, .csv or .png, got '{out}'")
+    print(json.dumps({"n": args.n, "out": str(out)}))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ganforge.api import load
+    from ganforge.metrics.modes import mode_metrics
+    from ganforge.training.checkpoint import atomic_write_text
+    from ganforge.training.run import load_run_config
+
+    cfg = load_run_config(args.run)
+    from ganforge.data import build_dataset
+    data = build_dataset(cfg.data.name, cfg.data.options)
+    if not hasattr(data, "modes"):
+        raise ConfigError(f"no evaluation for data set '{cfg.data.name}' yet")
+    x = load(args.run).sample(args.n or cfg.train.eval_samples, seed=1234)
+    result: dict[str, Any] = mode_metrics(x, data.modes, float(data.stds.min()))
+    result["protocol"] = {"samples": len(x), "data": cfg.data.name, "threshold_std": 3.0}
+    atomic_write_text(Path(args.run) / "eval.json", json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.what == "theory":
+        from ganforge.demos.theory import run_theory_demo
+        run_theory_demo(Path(args.out), progress=not args.no_progress)
+        return 0
+    raise ConfigError(f"unknown demo '{args.what}'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ganforge", description="Train, evaluate and diagnose GANs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a preset or a YAML config")
+    t.add_argument("config", nargs="?", help="preset name (see `ganforge presets`) or YAML path")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    t.add_argument("--out", help="run folder (default runs/PRESET)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device")
+    t.add_argument("--steps", type=int, help="training length (generator updates)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(fn=_cmd_train)
+
+    sub.add_parser("presets", help="list the presets").set_defaults(fn=_cmd_presets)
+
+    s = sub.add_parser("sample", help="sample from a trained run")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--out", required=True, help="file.npz, file.csv or file.png")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_cmd_sample)
+
+    e = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
+    e.add_argument("run", help="run folder")
+    e.add_argument("--metrics", default=None, help="comma-separated metrics")
+    e.add_argument("--n", type=int, default=None, help="number of generated samples")
+    e.set_defaults(fn=_cmd_eval)
+
+    d = sub.add_parser("demo", help="demonstrations")
+    d.add_argument("what", choices=["theory"])
+    d.add_argument("--out", required=True)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ganforge.training.callbacks import TrainingDiverged
+
+    try:
+        return int(args.fn(args))
+    except ConfigError as e:
+        print(f"ganforge: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"ganforge: training stopped: {e} (last good checkpoint kept)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ganforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Typed configuration: dataclasses are the one source of defaults.
+
+YAML presets and ``--set a.b=value`` overrides are checked against the dataclass fields: an unknown
+key or a value of the wrong type raises :class:`~ganforge.registry.ConfigError` naming the key and
+the closest valid one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganforge.registry import ConfigError, closest
+
+
+@dataclass
+class NetConfig:
+    """A network chosen by name from the network registry."""
+
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    activation: str = "relu"  # relu | leaky_relu | tanh | elu
+    batch_norm: bool = False
+    dropout: float = 0.0  # dropout after each hidden layer (a D technique)
+    spectral_norm: bool = False
+    output: str = "linear"  # linear | tanh | sigmoid: G's output head
+
+
+@dataclass
+class LossConfig:
+    """The adversarial loss and the regularizers that go with it."""
+
+    name: str = "nonsaturating"  # see `ganforge.losses.LOSSES`
+    weight_clip: float = 0.0  # WGAN: clip D's weights to [-c, c] after each D step; 0 = off
+    gradient_penalty: float = 0.0  # WGAN-GP lambda; 0 = off
+    r1: float = 0.0  # R1 penalty gamma on real data; 0 = off
+    reg_interval: int = 1  # apply gradient regularizers every N D steps (lazy regularization)
+    began_gamma: float = 0.5  # BEGAN diversity ratio gamma = E[L(G(z))] / E[L(x)]
+    began_lambda_k: float = 0.001  # BEGAN learning rate of the balance term k_t
+    mmd_bandwidths: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
+
+
+@dataclass
+class OptimConfig:
+    """A gradient-based update rule."""
+
+    name: str = "adam"  # adam | sgd | rmsprop
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # adam
+    momentum: float = 0.0  # sgd (the paper uses momentum), rmsprop
+    alpha: float = 0.99  # rmsprop smoothing
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TechniquesConfig:
+    """Stabilization tricks, each a switch (0 / false = off)."""
+
+    label_smoothing: float = 0.0  # one-sided: D's real target is 1 - s, fake stays 0
+    label_flip: float = 0.0  # probability of flipping each of D's labels
+    instance_noise: float = 0.0  # initial std of Gaussian noise added to D's inputs
+    instance_noise_anneal_steps: int = 0  # linear decay to 0 over this many steps (0 = run length)
+    ema: float = 0.0  # decay of the exponential moving average of G's weights; 0 = off
+    ema_start: int = 0  # step from which the average is taken (before: copied)
+    feature_matching: bool = False  # G matches the mean of D's penultimate features
+
+
+@dataclass
+class ModelConfig:
+    """A GAN composed from named parts."""
+
+    z_dim: int = 2
+    noise: str = "normal"  # normal | uniform (on [-1, 1])
+    generator: NetConfig = field(default_factory=lambda: NetConfig(output="linear"))
+    discriminator: NetConfig = field(default_factory=lambda: NetConfig(activation="leaky_relu"))
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
+class DataConfig:
+    """A data set chosen by name; ``options`` are passed to its constructor."""
+
+    name: str = "ring2d"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Algorithm 1's loop and the run's bookkeeping."""
+
+    steps: int = 5000  # generator updates (outer iterations of Algorithm 1)
+    batch_size: int = 256
+    d_steps: int = 1  # k in Algorithm 1
+    g_steps: int = 1
+    fresh_g_noise: bool = True  # Algorithm 1 samples new noise for G; false reuses D's fakes
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+    sample_every: int = 1000  # sample plots; 0 = only at the end
+    checkpoint_every: int = 1000  # 0 = only at the end
+    eval_every: int = 1000  # toy-data mode metrics during training; 0 = only at the end
+    eval_samples: int = 2500
+    progress: bool = True
+    tensorboard: bool = True  # when the tensorboard package is installed
+
+
+@dataclass
+class HealthConfig:
+    """Thresholds of the health checks (warnings in the log and on screen)."""
+
+    saturation: float = 0.99  # D(x) above and D(G(z)) below 1 - this: D separates perfectly
+    saturation_patience: int = 20  # consecutive logged steps before warning
+    grad_vanish: float = 1e-6
+    grad_explode: float = 1e3
+    mode_drop: int = 1  # warn when modes captured falls by at least this much between evals
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    preset: str = ""
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim_g: OptimConfig = field(default_factory=OptimConfig)
+    optim_d: OptimConfig = field(default_factory=OptimConfig)
+    techniques: TechniquesConfig = field(default_factory=TechniquesConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Building from dicts, with validation
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)[:1] or (Any,)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{prefix}{key}'{closest(key, names)}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    # Nested dataclasses given partially are merged onto their defaults.
+    obj = cls()
+    for key, value in kwargs.items():
+        setattr(obj, key, value)
+    return obj
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The plain-dict form of a config (for YAML and JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated :class:`Config` from a (possibly partial) nested dict."""
+    return _build(Config, _merge(to_dict(Config()), data))
+
+
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys += _all_keys(tp, prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``a.b=value``; the value is read as YAML (so ``1e-4``, ``[1, 2]``, ``true`` work)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads 1e-4 as a string; accept it as the float it means.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a nested dict, rejecting unknown keys by name."""
+    valid = _all_keys(Config)
+    out = _merge({}, data)
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in valid and not key.startswith("data.options."):
+            raise ConfigError(f"unknown config key '{key}'{closest(key, valid)}")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    files = resources.files("ganforge.presets").iterdir()
+    return sorted(p.name[:-5] for p in files if p.name.endswith(".yaml"))
+
+
+def load_yaml(path_or_preset: str) -> dict[str, Any]:
+    """Read a preset by name or a YAML file by path, as a dict."""
+    path = Path(path_or_preset)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = path.read_text()
+    else:
+        names = preset_names()
+        if path_or_preset not in names:
+            raise ConfigError(
+                f"unknown preset '{path_or_preset}'{closest(path_or_preset, names)} "
+                f"(run `ganforge presets`)"
+            )
+        text = resources.files("ganforge.presets").joinpath(path_or_preset + ".yaml").read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path_or_preset}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path_or_preset}: expected a mapping at the top level")
+    data.setdefault("preset", path.stem if path.suffix else path_or_preset)
+    return data
+
+
+def load_config(path_or_preset: str, overrides: list[str] | None = None) -> Config:
+    """Load a preset or YAML file, apply ``--set`` overrides, and validate."""
+    return from_dict(apply_overrides(load_yaml(path_or_preset), overrides or []))

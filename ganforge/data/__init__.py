@@ -1,0 +1,34 @@
+"""Data sets by name (:data:`DATASETS`): each builds an object with ``shape`` and ``sample(n, generator)``."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ganforge.data.tensor import TensorData
+from ganforge.data.toy import GaussianMixture, gaussian1d, grid2d, mixture1d, ring2d
+from ganforge.registry import ConfigError, Registry
+
+DATASETS: Registry[Callable[..., Any]] = Registry("data set")
+
+
+def register_dataset(name: str, builder: Callable[..., Any], help: str = "") -> None:
+    """Register ``builder(**options)`` returning an object with ``shape`` and ``sample(n, generator)``."""
+    DATASETS.register(name, builder, help=help)
+
+
+register_dataset("gaussian1d", gaussian1d)
+register_dataset("mixture1d", mixture1d)
+register_dataset("ring2d", ring2d)
+register_dataset("grid2d", grid2d)
+
+
+def build_dataset(name: str, options: dict[str, Any]) -> Any:
+    """Build a registered data set; a wrong option is a one-line :class:`ConfigError`."""
+    builder = DATASETS.get(name)
+    try:
+        return builder(**options)
+    except TypeError as e:
+        raise ConfigError(f"data '{name}': {e}") from None
+
+
+__all__ = ["DATASETS", "GaussianMixture", "TensorData", "build_dataset", "register_dataset"]

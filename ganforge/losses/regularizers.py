@@ -1,0 +1,56 @@
+"""Regularizers of D: separate objects with an interval, never folded into the losses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+def _call(d: nn.Module, x: Tensor, c: Tensor | None) -> Tensor:
+    return d(x) if c is None else d(x, c)
+
+
+@dataclass
+class GradientPenalty:
+    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on interpolates."""
+
+    weight: float = 10.0
+    interval: int = 1
+
+    def penalty(self, d: nn.Module, real: Tensor, fake: Tensor, c: Tensor | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+        eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+        x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+        out = _call(d, x_hat, c)
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        return self.weight * ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+@dataclass
+class R1Penalty:
+    """R1 (Mescheder et al. 2018): gamma / 2 * E[||grad D(x)||^2] on real data."""
+
+    gamma: float = 10.0
+    interval: int = 1
+
+    def penalty(self, d: nn.Module, real: Tensor, fake: Tensor, c: Tensor | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        x = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(_call(d, x, c).sum(), x, create_graph=True)
+        # Lazy regularization scales by the interval so the expected strength does not change.
+        return self.gamma / 2 * grad.flatten(1).pow(2).sum(1).mean() * self.interval
+
+
+@dataclass
+class WeightClip:
+    """WGAN (Arjovsky et al. 2017): clamp every D parameter to [-c, c] after each D update."""
+
+    clip: float = 0.01
+    interval: int = 1
+
+    @torch.no_grad()
+    def after_step(self, d: nn.Module) -> None:
+        for p in d.parameters():
+            p.clamp_(-self.clip, self.clip)

@@ -1,0 +1,44 @@
+"""Networks, chosen by name from :data:`GENERATORS` and :data:`DISCRIMINATORS`.
+
+A builder takes ``(cfg, shape, z_dim_or_none, c_dim)`` and returns an ``nn.Module``; register your
+own with :func:`register_generator` / :func:`register_discriminator`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from ganforge.config import NetConfig
+from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
+from ganforge.registry import Registry
+
+GeneratorBuilder = Callable[[NetConfig, int, tuple[int, ...], int], nn.Module]
+DiscriminatorBuilder = Callable[[NetConfig, tuple[int, ...], int], nn.Module]
+
+GENERATORS: Registry[GeneratorBuilder] = Registry("generator network")
+DISCRIMINATORS: Registry[DiscriminatorBuilder] = Registry("discriminator network")
+
+
+def register_generator(name: str, builder: GeneratorBuilder, help: str = "") -> None:
+    """Register ``builder(cfg, z_dim, out_shape, c_dim) -> nn.Module`` as a generator."""
+    GENERATORS.register(name, builder, help=help)
+
+
+def register_discriminator(name: str, builder: DiscriminatorBuilder, help: str = "") -> None:
+    """Register ``builder(cfg, in_shape, c_dim) -> nn.Module`` as a discriminator."""
+    DISCRIMINATORS.register(name, builder, help=help)
+
+
+register_generator("mlp", MLPGenerator, "the original paper's MLP generator")
+register_discriminator("mlp", MLPDiscriminator, "the original paper's MLP discriminator")
+register_discriminator("mlp-autoencoder", MLPAutoencoderDiscriminator,
+                       "BEGAN's auto-encoder discriminator (outputs reconstruction errors)")
+
+
+def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:
+    return GENERATORS.get(cfg.name)(cfg, z_dim, out_shape, c_dim)
+
+
+def build_discriminator(cfg: NetConfig, in_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:
+    return DISCRIMINATORS.get(cfg.name)(cfg, in_shape, c_dim)

@@ -1,0 +1,247 @@
+"""Callbacks: everything around the step (logging, EMA, checkpoints, plots, metrics, health).
+
+A callback is any object with some of ``on_train_start(trainer)``, ``on_step_end(trainer, out)``,
+``on_train_end(trainer)``, ``wants_stats(trainer) -> bool`` and ``state_dict()`` /
+``load_state_dict(state)``; no base class is needed.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ganforge.config import HealthConfig
+from ganforge.training.checkpoint import save_state
+
+
+class TrainingDiverged(RuntimeError):
+    """The run produced NaN or Inf; the last good checkpoint is kept."""
+
+
+def _floats(out: dict[str, Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in out.items()}
+
+
+class EMA:
+    """Exponential moving average of G's weights (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float, start: int = 0) -> None:
+        self.decay, self.start = decay, start
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._src = model
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        src = list(self._src.parameters())
+        dst = list(self.model.parameters())
+        if step < self.start:
+            torch._foreach_copy_(dst, src)
+        else:
+            # ema <- decay * ema + (1 - decay) * param
+            torch._foreach_lerp_(dst, src, 1.0 - self.decay)
+        for b_dst, b_src in zip(self.model.buffers(), self._src.buffers(), strict=True):
+            b_dst.copy_(b_src)
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        self.update(trainer.step_num)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+
+
+class Logger:
+    """Writes ``log.jsonl`` (and TensorBoard events), drives the progress bar, collects warnings."""
+
+    def __init__(self, path: Path | None, every: int, progress: bool = True,
+                 tensorboard_dir: Path | None = None) -> None:
+        self.path, self.every, self.progress = path, max(1, every), progress
+        self.bar: Any = None
+        self.tb: Any = None
+        self.tb_dir = tensorboard_dir
+        self.last: dict[str, float] = {}
+        self.warnings: list[dict[str, Any]] = []
+        self._file: Any = None
+
+    def wants_stats(self, trainer: Any) -> bool:
+        return (trainer.step_num + 1) % self.every == 0
+
+    def on_train_start(self, trainer: Any) -> None:
+        if self.path is not None:
+            self._file = open(self.path, "a", buffering=1)
+        if self.tb_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(self.tb_dir))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=trainer.cfg.steps, initial=trainer.step_num, desc="train",
+                            dynamic_ncols=True, leave=True)
+
+    def record(self, step: int, values: dict[str, Any]) -> None:
+        """Append one record to the log (and TensorBoard, for numbers)."""
+        if self._file is not None:
+            self._file.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+
+    def warn(self, step: int, kind: str, message: str) -> None:
+        """Log a health warning and show it on screen above the progress bar."""
+        self.warnings.append({"step": step, "kind": kind, "message": message})
+        self.record(step, {"warning": kind, "message": message})
+        text = f"[ganforge] step {step}: {message}"
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            import sys
+            print(text, file=sys.stderr)
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        step = trainer.step_num
+        if step % self.every == 0:
+            self.last = _floats(out)
+            self.record(step, self.last)
+            if self.bar is not None:
+                shown = {k: f"{v:.3g}" for k, v in self.last.items()
+                         if k in ("d_loss", "g_loss", "d_real", "d_fake")}
+                self.bar.set_postfix(shown, refresh=False)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+class Health:
+    """Health checks on the logged values: NaN/Inf, D saturation, gradient norms, mode drops.
+
+    NaN or Inf stops the run (``trainer.stop_reason``) before any checkpoint of the bad state is
+    written, so the last good checkpoint survives.
+    """
+
+    def __init__(self, logger: Logger, cfg: HealthConfig, probabilistic: bool) -> None:
+        self.logger, self.cfg, self.probabilistic = logger, cfg, probabilistic
+        self._saturated_for = 0
+        self._warned: set[str] = set()
+        self.best_modes: int | None = None
+
+    def _once(self, step: int, kind: str, message: str) -> None:
+        # Each kind of warning is shown once until the condition clears, not at every log step.
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self.logger.warn(step, kind, message)
+
+    def check(self, trainer: Any, values: dict[str, float]) -> None:
+        step = trainer.step_num
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            trainer.stop_reason = f"non-finite values at step {step}: {', '.join(bad)}"
+            self.logger.warn(step, "nan", trainer.stop_reason + "; stopping, last good checkpoint kept")
+            return
+        c = self.cfg
+        if self.probabilistic and "d_real" in values:
+            sat = values["d_real"] > c.saturation and values["d_fake"] < 1 - c.saturation
+            self._saturated_for = self._saturated_for + 1 if sat else 0
+            if self._saturated_for >= c.saturation_patience:
+                self._once(step, "d_saturation",
+                           f"D saturates (D(x)={values['d_real']:.3f}, D(G(z))={values['d_fake']:.3f}): "
+                           "G's gradient vanishes; try the non-saturating loss, label smoothing or instance noise")
+            elif self._saturated_for == 0:
+                self._warned.discard("d_saturation")
+        for who in ("g", "d"):
+            g = values.get(f"grad_norm_{who}")
+            if g is None:
+                continue
+            if g < c.grad_vanish:
+                self._once(step, f"vanishing_{who}", f"{who.upper()}'s gradient norm {g:.2e} has vanished")
+            elif g > c.grad_explode:
+                self._once(step, f"exploding_{who}", f"{who.upper()}'s gradient norm {g:.2e} is exploding")
+            else:
+                self._warned.discard(f"vanishing_{who}")
+                self._warned.discard(f"exploding_{who}")
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        if trainer.step_num % self.logger.every == 0:
+            self.check(trainer, self.logger.last or _floats(out))
+
+    def modes(self, step: int, captured: int, total: int) -> None:
+        """Called by the toy-data evaluation: warn when modes captured drops."""
+        if self.best_modes is not None and captured <= self.best_modes - self.cfg.mode_drop:
+            self.logger.warn(step, "mode_drop",
+                             f"modes captured dropped from {self.best_modes} to {captured} of {total} (mode collapse?)")
+        self.best_modes = captured if self.best_modes is None else max(self.best_modes, captured)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_modes": self.best_modes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_modes = state.get("best_modes")
+
+
+def finite_state(trainer: Any) -> bool:
+    """True when G's and D's weights are all finite (nothing bad may be checkpointed)."""
+    mods = [trainer.G] + ([trainer.D] if trainer.D is not None else [])
+    return all(bool(torch.isfinite(p).all()) for m in mods for p in m.parameters())
+
+
+class Checkpoint:
+    """Saves the whole training state atomically every ``every`` steps and at the end."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+
+    def save(self, trainer: Any) -> bool:
+        if trainer.stop_reason is not None:
+            return False
+        if not finite_state(trainer):
+            trainer.stop_reason = f"non-finite weights at step {trainer.step_num}"
+            return False
+        save_state(self.path, trainer.state_dict())
+        return True
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        if self.every and trainer.step_num % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self.save(trainer)
+
+
+class Every:
+    """Calls ``fn(trainer)`` every ``every`` steps and once at the end of training."""
+
+    def __init__(self, every: int, fn: Callable[[Any], None]) -> None:
+        self.every, self.fn = every, fn
+        self._last = -1
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        if self.every and trainer.step_num % self.every == 0 and trainer.stop_reason is None:
+            self._last = trainer.step_num
+            self.fn(trainer)
+
+    def on_train_end(self, trainer: Any) -> None:
+        if self._last != trainer.step_num and trainer.stop_reason is None:
+            self.fn(trainer)
