@@ -44,8 +44,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, out, resume=bool(args.resume))
     s = result.summary
     keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "wall_seconds")
+    print(_headline(cfg.preset or str(args.config), s, Path(out)), file=sys.stderr)
     print(json.dumps({k: s[k] for k in keys if k in s} | {"out": str(out)}))
     return 0
+
+
+def _headline(name: str, s: dict[str, Any], out: Path) -> str:
+    """One human line: what was reached, how fast, and what to look at."""
+    parts = [name]
+    if "modes_captured" in s:
+        parts.append(f"{s['modes_captured']}/{s['modes_total']} modes, "
+                     f"{100 * s['high_quality_fraction']:.1f}% high-quality samples, "
+                     f"KL(modes || uniform) {s['reverse_kl_modes']:.3f}")
+    parts.append(f"{s['steps']} steps in {s['wall_seconds']:.0f} s")
+    picture = out / "samples.png"
+    if picture.is_file():
+        parts.append(f"look at {picture}")
+    return "ganforge: " + "; ".join(parts)
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:

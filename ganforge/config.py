@@ -6,6 +6,7 @@ the closest valid one.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -99,6 +100,7 @@ class TrainConfig:
     d_steps: int = 1  # k in Algorithm 1
     g_steps: int = 1
     fresh_g_noise: bool = True  # Algorithm 1 samples new noise for G; false reuses D's fakes
+    lr_decay: str = "none"  # none | linear | cosine: both learning rates decay to 0 over the run
     seed: int = 0
     device: str = "cpu"
     log_every: int = 10
@@ -251,7 +253,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``--set`` overrides to a nested dict, rejecting unknown keys by name."""
     valid = _all_keys(Config)
-    out = _merge({}, data)
+    # A deep copy: _merge({}, data) would share the nested dicts and the overrides would edit the caller's.
+    out = copy.deepcopy(data)
     for text in overrides:
         key, value = parse_override(text)
         if key not in valid and not key.startswith("data.options."):

@@ -58,6 +58,40 @@ class EMA:
         self.model.load_state_dict(state["model"])
 
 
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at ``step`` of ``total`` (a pure function of the step,
+    so a resumed run needs no scheduler state)."""
+    if schedule == "none" or total <= 0:
+        return 1.0
+    frac = min(step / total, 1.0)
+    if schedule == "linear":
+        return 1.0 - frac
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    raise ValueError(f"unknown lr schedule '{schedule}'")
+
+
+class LRDecay:
+    """Sets every optimizer's learning rate to base * lr_factor(step) before each step."""
+
+    def __init__(self, schedule: str, total: int, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.schedule, self.total = schedule, total
+        self.optimizers = [o for o in optimizers if o is not None]
+        self.base = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
+
+    def _apply(self, step: int) -> None:
+        f = lr_factor(self.schedule, step, self.total)
+        for opt, base in zip(self.optimizers, self.base, strict=True):
+            for group, lr in zip(opt.param_groups, base, strict=True):
+                group["lr"] = lr * f
+
+    def on_train_start(self, trainer: Any) -> None:
+        self._apply(trainer.step_num)
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        self._apply(trainer.step_num)
+
+
 class Logger:
     """Writes ``log.jsonl`` (and TensorBoard events), drives the progress bar, collects warnings."""
 
@@ -121,7 +155,11 @@ class Logger:
             self.bar.update(1)
 
     def on_train_end(self, trainer: Any) -> None:
-        self.close()
+        # Only the bar ends here: callbacks after this one (the final evaluation) still log; the
+        # owner of the logger calls close() (train() does so in its finally).
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def close(self) -> None:
         if self.bar is not None:
@@ -190,8 +228,10 @@ class Health:
     def modes(self, step: int, captured: int, total: int) -> None:
         """Called by the toy-data evaluation: warn when modes captured drops."""
         if self.best_modes is not None and captured <= self.best_modes - self.cfg.mode_drop:
-            self.logger.warn(step, "mode_drop",
-                             f"modes captured dropped from {self.best_modes} to {captured} of {total} (mode collapse?)")
+            self._once(step, "mode_drop",
+                       f"modes captured dropped from {self.best_modes} to {captured} of {total} (mode collapse?)")
+        elif self.best_modes is not None and captured >= self.best_modes:
+            self._warned.discard("mode_drop")
         self.best_modes = captured if self.best_modes is None else max(self.best_modes, captured)
 
     def state_dict(self) -> dict[str, Any]:
@@ -201,10 +241,23 @@ class Health:
         self.best_modes = state.get("best_modes")
 
 
-def finite_state(trainer: Any) -> bool:
-    """True when G's and D's weights are all finite (nothing bad may be checkpointed)."""
-    mods = [trainer.G] + ([trainer.D] if trainer.D is not None else [])
-    return all(bool(torch.isfinite(p).all()) for m in mods for p in m.parameters())
+def _all_finite(obj: Any) -> bool:
+    if isinstance(obj, Tensor):
+        return not obj.is_floating_point() or bool(torch.isfinite(obj).all())
+    if isinstance(obj, dict):
+        return all(_all_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(_all_finite(v) for v in obj)
+    return not isinstance(obj, float) or math.isfinite(obj)
+
+
+def finite_state(trainer: Any, state: dict[str, Any] | None = None) -> bool:
+    """True when every float of the training state is finite (nothing bad may be checkpointed).
+
+    Weights alone are not enough: Adam's second moments overflow to inf (a gradient above ~1e19)
+    while the weights stay finite, and such a state cannot be resumed.
+    """
+    return _all_finite(trainer.state_dict() if state is None else state)
 
 
 class Checkpoint:
@@ -216,10 +269,12 @@ class Checkpoint:
     def save(self, trainer: Any) -> bool:
         if trainer.stop_reason is not None:
             return False
-        if not finite_state(trainer):
-            trainer.stop_reason = f"non-finite weights at step {trainer.step_num}"
+        state = trainer.state_dict()
+        if not finite_state(trainer, state):
+            trainer.stop_reason = (f"non-finite values in the training state (weights or optimizer) "
+                                   f"at step {trainer.step_num}")
             return False
-        save_state(self.path, trainer.state_dict())
+        save_state(self.path, state)
         return True
 
     def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:

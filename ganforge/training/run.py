@@ -20,7 +20,7 @@ from ganforge.config import Config, to_dict
 from ganforge.metrics.modes import mode_metrics
 from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble
-from ganforge.training.callbacks import EMA, Checkpoint, Every, Health, Logger, TrainingDiverged
+from ganforge.training.callbacks import EMA, Checkpoint, Every, Health, Logger, LRDecay, TrainingDiverged
 from ganforge.training.checkpoint import atomic_write, atomic_write_text, load_state
 from ganforge.training.trainer import GANParts, Trainer
 
@@ -88,7 +88,9 @@ def _prepare_out(out: Path, resume: bool) -> None:
         if not (out / CHECKPOINT).is_file():
             raise ConfigError(f"--resume: no checkpoint at {out / CHECKPOINT}")
         return
-    if (out / CHECKPOINT).exists() or (out / "summary.json").exists():
+    # A run killed before its first checkpoint has a log.jsonl but no checkpoint; a new run there
+    # would append to that log. (config.yaml alone is a run that never started: it is rewritten.)
+    if any((out / name).exists() for name in (CHECKPOINT, "summary.json", "log.jsonl")):
         raise ConfigError(f"{out} already holds a run; choose another --out or continue it with --resume {out}")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -120,6 +122,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                     out_path / "tensorboard" if (out_path and tc.tensorboard) else None)
     health = Health(logger, cfg.health, parts.loss.kind == "logit")
     cbs: list[Any] = [logger, health]
+    if tc.lr_decay != "none":
+        if tc.lr_decay not in ("linear", "cosine"):
+            raise ConfigError(f"train.lr_decay: unknown schedule '{tc.lr_decay}' (choices: none, linear, cosine)")
+        cbs.append(LRDecay(tc.lr_decay, tc.steps, [parts.opt_g, parts.opt_d]))
     ema = None
     if cfg.techniques.ema > 0:
         ema = EMA(parts.generator, cfg.techniques.ema, cfg.techniques.ema_start)
@@ -159,6 +165,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
             export_generator(out_path / "generator.safetensors", model, cfg, tuple(parts.data.shape),
                              custom=generator is not None)
         from ganforge.report.plots import plot_curves
+        if trainer.stop_reason is None:
+            plot_samples(model, parts, out_path / "samples.png", f"{cfg.preset or 'run'}: final samples", device)
         plot_curves(out_path / "log.jsonl", out_path / "curves.png")
         atomic_write_text(out_path / "summary.json", json.dumps(summary, indent=2))
     if trainer.stop_reason is not None:

@@ -112,7 +112,10 @@ class Trainer:
 
     def _d_out(self, x: Tensor) -> Tensor:
         assert self.D is not None
-        return self.D(x)
+        out = self.D(x)
+        # A user D ending in Linear(h, 1) gives (n, 1); the losses take (n,), and (n, 1) would
+        # broadcast against per-sample targets (label smoothing/flipping) into an (n, n) loss.
+        return out.squeeze(1) if out.dim() == 2 and out.shape[1] == 1 else out
 
     def d_update(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """One discriminator update on a real and a (detached) fake minibatch."""
@@ -146,7 +149,7 @@ class Trainer:
                 reg.after_step(self.D)
         self.d_updates += 1
         if parts.loss.kind == "energy":
-            real_err, fake_err = float(d_real.mean()), float(d_fake.mean())
+            real_err, fake_err = float(d_real.detach().mean()), float(d_fake.detach().mean())
             cfg = parts.loss_cfg
             self.began_k = began_k_update(self.began_k, real_err, fake_err, cfg.began_gamma, cfg.began_lambda_k)
             out["began_k"] = torch.tensor(self.began_k)

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Does ganforge's training loop add overhead? The "dcgan-28" networks of the plain baseline
+(`../shared/bench/plain_dcgan.py`) are trained through ganforge's user-modules path
+(``GAN(generator=G, discriminator=D, ...).fit(tensor)``) and by the plain loop, alternating in one
+process, same batch size, same optimizers, same data in memory.
+
+Both do the same computation per step: ganforge is run with ``train.fresh_g_noise=false`` because
+the plain script reuses D's fakes for its G step (Algorithm 1 draws new noise, which costs one
+more G forward). ganforge keeps its default logging (every 10 steps, with gradient norms),
+health checks and progress accounting; it writes no run folder (``out=None``).
+
+Last line: JSON with ganforge_images_per_second, plain_images_per_second, ratio.
+Usage: python benchmarks/bench_loop.py [--steps 40] [--warmup 5] [--rounds 3] [--batch-size 64]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAIN = ROOT.parent / "shared" / "bench" / "plain_dcgan.py"
+
+
+def load_plain():
+    if not PLAIN.is_file():
+        print(f"skipped: the baseline {PLAIN} is not here (it lives in ../shared/bench beside the repo)")
+        sys.exit(0)
+    spec = importlib.util.spec_from_file_location("plain_dcgan", PLAIN)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def plain_run(mod, data: torch.Tensor, b: int, warmup: int, steps: int) -> float:
+    """The baseline's own step, verbatim in substance (see plain_dcgan.py)."""
+    torch.manual_seed(0)
+    nz = 100
+    g, d = mod.build(nz)
+    opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    ones, zeros = torch.ones(b, 1), torch.zeros(b, 1)
+
+    def step(i: int) -> None:
+        x = data[(i * b) % (len(data) - b):][:b]
+        fake = g(torch.randn(b, nz, 1, 1))
+        loss_d = bce(d(x), ones) + bce(d(fake.detach()), zeros)
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss_g = bce(d(fake), ones)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+
+    for i in range(warmup):
+        step(i)
+    t = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return steps * b / (time.perf_counter() - t)
+
+
+class StepTimer:
+    """A callback that times steps warmup+1 .. warmup+steps."""
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps, self.t0, self.t1 = warmup, steps, 0.0, 0.0
+
+    def on_step_end(self, trainer, out) -> None:
+        if trainer.step_num == self.warmup:
+            self.t0 = time.perf_counter()
+        elif trainer.step_num == self.warmup + self.steps:
+            self.t1 = time.perf_counter()
+
+
+def ganforge_run(mod, data: torch.Tensor, b: int, warmup: int, steps: int, extra: dict) -> float:
+    import ganforge
+
+    torch.manual_seed(0)
+    g, d = mod.build(100)
+    # The user's G takes (n, 100, 1, 1); ganforge's prior draws (n, 100).
+    g = nn.Sequential(nn.Unflatten(1, (100, 1, 1)), *g)
+    timer = StepTimer(warmup, steps)
+    train = {"steps": warmup + steps, "batch_size": b, "fresh_g_noise": False, "progress": False,
+             "tensorboard": False, **extra.get("train", {})}
+    adam = {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
+    gan = ganforge.GAN(generator=g, discriminator=d, loss="nonsaturating", z_dim=100,
+                       train=train, optim_g=adam, optim_d=adam)
+    gan.fit(data, callbacks=[timer])
+    return steps * b / (timer.t1 - timer.t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    mod = load_plain()
+    torch.manual_seed(0)
+    data = torch.rand(4096, 1, 28, 28) * 2 - 1
+    plain, ours = [], []
+    for r in range(args.rounds):
+        # Alternate the order so drift in machine load does not favour either side.
+        runs = [("plain", plain), ("ganforge", ours)]
+        for name, acc in (runs if r % 2 == 0 else runs[::-1]):
+            if name == "plain":
+                acc.append(plain_run(mod, data, args.batch_size, args.warmup, args.steps))
+            else:
+                acc.append(ganforge_run(mod, data, args.batch_size, args.warmup, args.steps, {}))
+            print(f"round {r + 1} {name:9s} {acc[-1]:8.1f} images/s", file=sys.stderr)
+    p, g = statistics.median(plain), statistics.median(ours)
+    cmd = "python benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
+    print(f"reproduce: {cmd.strip()}", file=sys.stderr)
+    print(json.dumps({"ganforge_images_per_second": round(g, 1), "plain_images_per_second": round(p, 1),
+                      "ratio": round(g / p, 3), "batch_size": args.batch_size, "steps": args.steps,
+                      "rounds": args.rounds, "threads": torch.get_num_threads(), "command": cmd.strip()}))
+
+
+if __name__ == "__main__":
+    main()
