@@ -294,6 +294,12 @@ def load_yaml(path_or_preset: str) -> dict[str, Any]:
         raise ConfigError(f"{path_or_preset}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path_or_preset}: expected a mapping at the top level")
+    base = data.pop("base", None)
+    if base is not None:
+        # A preset may extend another one (by name, or a path relative to this file).
+        if str(base).endswith((".yaml", ".yml")) and path.suffix:
+            base = str(path.parent / base)
+        data = _merge({k: v for k, v in load_yaml(base).items() if k not in ("preset", "description")}, data)
     data.setdefault("preset", path.stem if path.suffix else path_or_preset)
     return data
 

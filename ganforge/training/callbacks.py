@@ -92,6 +92,31 @@ class LRDecay:
         self._apply(trainer.step_num)
 
 
+def _drop_partial_last_line(path: Path) -> None:
+    """Cut a log back to its last complete line.
+
+    A run killed mid-write can leave half a record at the end of ``log.jsonl``; the resumed run
+    would glue its first record to it and the file would no longer be JSON lines.
+    """
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        end = f.seek(0, 2)
+        pos = end
+        while pos > 0:
+            start = max(0, pos - 65536)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            if pos == end and chunk.endswith(b"\n"):
+                return  # complete
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                f.truncate(start + cut + 1)
+                return
+            pos = start
+        f.truncate(0)
+
+
 class Logger:
     """Writes ``log.jsonl`` (and TensorBoard events), drives the progress bar, collects warnings."""
 
@@ -110,6 +135,7 @@ class Logger:
 
     def on_train_start(self, trainer: Any) -> None:
         if self.path is not None:
+            _drop_partial_last_line(self.path)
             self._file = open(self.path, "a", buffering=1)
         if self.tb_dir is not None:
             try:

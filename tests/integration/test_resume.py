@@ -180,11 +180,31 @@ def test_kill_during_frequent_checkpoints_never_leaves_a_broken_file(tmp_path: P
             proc.kill()
     state = load_state(run / CKPT)  # never half-written: this parses every tensor
     assert 0 < state["step"] < 3000
+    assert all(torch.isfinite(t).all() for t in load_file(str(run / CKPT)).values() if t.is_floating_point())
     resumed = subprocess.run([sys.executable, "-m", "ganforge", "train", "--resume", str(run), "--steps",
                               str(state["step"] + 20), "--no-progress"],
                              env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert load_state(run / CKPT)["step"] == state["step"] + 20
+    for line in (run / "log.jsonl").read_text().splitlines():
+        json.loads(line)
+
+
+def test_resume_after_a_kill_mid_log_line(tmp_path: Path) -> None:
+    """A kill can cut log.jsonl inside a record; the resumed run still writes valid JSON lines."""
+    run = tmp_path / "run"
+    first = subprocess.run(train_cmd(run, [], steps=40, every=20), env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    (run / "summary.json").unlink()  # as if killed after the checkpoint at step 40 ...
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 50, "d_loss": 0.6')  # ... in the middle of writing a record
+    resumed = subprocess.run([sys.executable, "-m", "ganforge", "train", "--resume", str(run), "--steps", "60",
+                              "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 60
+    assert json.loads((run / "summary.json").read_text())["steps"] == 60
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
