@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -17,18 +16,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from procs import ENV, small
 from safetensors.torch import load_file
 
 from ganforge.config import from_dict, load_config, to_dict
 from ganforge.training.checkpoint import load_state
 from ganforge.training.run import load_run_config
 
-REPO = Path(__file__).resolve().parents[2]
-# One thread per process: runs are bitwise reproducible and several can share two cores.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-SMALL = ["--set", "model.generator.hidden=[32,32]", "--set", "model.discriminator.hidden=[32,32]",
-         "--set", "train.batch_size=64", "--set", "train.eval_samples=1000", "--no-progress"]
+SMALL = small()
 STEPS = 200
 LOG_KEYS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"}
 SUMMARY_KEYS = {"modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "wall_seconds"}

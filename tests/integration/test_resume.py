@@ -17,15 +17,12 @@ from typing import Any
 
 import pytest
 import torch
+from procs import ENV, small
 from safetensors.torch import load_file
 
 from ganforge.training.checkpoint import atomic_write, load_state, save_state
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-SMALL = ["--set", "model.generator.hidden=[32,32]", "--set", "model.discriminator.hidden=[32,32]",
-         "--set", "train.batch_size=64", "--set", "train.eval_samples=500", "--no-progress"]
+SMALL = small(eval_samples=500)
 STEPS = 400
 EVERY = 50  # checkpoint interval
 CKPT = "checkpoints/last.safetensors"
