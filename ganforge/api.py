@@ -128,6 +128,10 @@ def load(path: str | Path, generator: nn.Module | None = None) -> LoadedGenerato
     if generator is None:
         if meta.get("custom"):
             raise ConfigError(f"{path} holds weights of a user-defined generator: pass generator=YourModule()")
-        generator = build_generator(model_cfg.generator, model_cfg.z_dim, tuple(meta["shape"]))
+        if model_cfg.family == "vae":
+            from ganforge.baselines.vae import build_vae
+            generator = build_vae(model_cfg, tuple(meta["shape"]))
+        else:
+            generator = build_generator(model_cfg.generator, model_cfg.z_dim, tuple(meta["shape"]))
     generator.load_state_dict(load_file(str(path)))
     return LoadedGenerator(generator, Prior(model_cfg.noise, model_cfg.z_dim), meta)

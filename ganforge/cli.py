@@ -86,6 +86,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         atomic_write(out, lambda tmp: np.savez(open(tmp, "wb"), samples=x.numpy()))
     elif out.suffix == ".csv":
         atomic_write(out, lambda tmp: np.savetxt(tmp, x.flatten(1).numpy(), delimiter=","))
+    elif x.dim() == 4 and out.suffix in ("", ".png"):
+        from ganforge.report.plots import save_image_grid, save_images
+        if out.suffix == ".png":
+            save_image_grid(x, out, nrow=max(1, int(round(args.n ** 0.5))))
+        else:
+            save_images(x, out)
     elif out.suffix == ".png":
         from ganforge.report.plots import plot_samples_1d, plot_samples_2d
         if x.dim() == 2 and x.shape[1] == 2:
@@ -95,28 +101,55 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         else:
             raise ConfigError(f"cannot plot samples of shape {tuple(x.shape[1:])} as PNG; use .npz")
     else:
-        raise ConfigError(f"--out must end in .npz, .csv or .png, got '{out}'")
+        raise ConfigError(f"--out must end in .npz, .csv or .png (or be a folder, for images), got '{out}'")
     print(json.dumps({"n": args.n, "out": str(out)}))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ganforge.api import load
-    from ganforge.metrics.modes import mode_metrics
+    from ganforge.metrics.evaluate import DEFAULT_METRICS, evaluate
     from ganforge.training.checkpoint import atomic_write_text
-    from ganforge.training.run import load_run_config
 
-    cfg = load_run_config(args.run)
-    from ganforge.data import build_dataset
-    data = build_dataset(cfg.data.name, cfg.data.options)
-    if not hasattr(data, "modes"):
-        raise ConfigError(f"no evaluation for data set '{cfg.data.name}' yet")
-    x = load(args.run).sample(args.n or cfg.train.eval_samples, seed=1234)
-    result: dict[str, Any] = mode_metrics(x, data.modes, float(data.stds.min()))
-    result["protocol"] = {"samples": len(x), "data": cfg.data.name, "threshold_std": 3.0}
-    atomic_write_text(Path(args.run) / "eval.json", json.dumps(result, indent=2))
+    src = Path(args.source)
+    result: dict[str, Any]
+    if (src / "config.yaml").is_file():
+        from ganforge.api import load
+        from ganforge.training.image_eval import resolve_reference
+        from ganforge.training.run import load_run_config
+
+        cfg = load_run_config(src)
+        gen = load(src)
+        if len(gen.meta["shape"]) != 3:  # toy data: the exact mode metrics
+            result = _toy_eval(cfg, gen, args.n)
+        else:
+            default = cfg.eval.metrics if "modes" in cfg.eval.metrics else DEFAULT_METRICS
+            reference = args.reference or resolve_reference(cfg) or "mnist:heldout"
+            result = evaluate(gen, reference=reference, metrics=args.metrics or list(default),
+                              n=args.n or cfg.eval.n, extractor=args.extractor or cfg.eval.extractor,
+                              progress=not args.no_progress)
+        out = Path(args.out) if args.out else src / "eval.json"
+    else:  # real images: a folder, an array file or a data set spec such as mnist:train5k
+        result = evaluate(args.source, reference=args.reference or "mnist:heldout",
+                          metrics=args.metrics or list(DEFAULT_METRICS), n=args.n,
+                          extractor=args.extractor or "digits", progress=not args.no_progress)
+        out = Path(args.out) if args.out else None
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
+
+
+def _toy_eval(cfg: Any, gen: Any, n: int | None) -> dict[str, Any]:
+    from ganforge.data import build_dataset
+    from ganforge.metrics.modes import mode_metrics
+
+    data = build_dataset(cfg.data.name, cfg.data.options)
+    if not hasattr(data, "modes"):
+        raise ConfigError(f"no evaluation for data set '{cfg.data.name}' (it has no known modes)")
+    x = gen.sample(n or cfg.train.eval_samples, seed=1234)
+    result: dict[str, Any] = mode_metrics(x, data.modes, float(data.stds.min()))
+    result["protocol"] = {"samples": len(x), "data": cfg.data.name, "threshold_std": 3.0}
+    return result
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -147,14 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample from a trained run")
     s.add_argument("run", help="run folder")
     s.add_argument("--n", type=int, default=1000)
-    s.add_argument("--out", required=True, help="file.npz, file.csv or file.png")
+    s.add_argument("--out", required=True,
+                   help="file.npz, file.csv, file.png (a grid), or a folder (a PNG per image)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_cmd_sample)
 
-    e = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
-    e.add_argument("run", help="run folder")
-    e.add_argument("--metrics", default=None, help="comma-separated metrics")
-    e.add_argument("--n", type=int, default=None, help="number of generated samples")
+    e = sub.add_parser("eval", help="evaluate a run (writes RUN/eval.json) or a set of real images")
+    e.add_argument("source", metavar="RUN_DIR", help="run folder; or an image folder, .npz/.npy file, "
+                   "or data set spec such as mnist:train5k")
+    e.add_argument("--metrics", default=None, help="comma-separated: fid,kid,is,pr,dc,modes")
+    e.add_argument("--n", type=int, default=None, help="number of samples (default: the run's eval.n)")
+    e.add_argument("--reference", default=None, help="data set spec, folder or array file (default: held-out split)")
+    e.add_argument("--extractor", default=None, help="registered feature extractor (default: digits)")
+    e.add_argument("--out", default=None, help="where to write the JSON (default RUN_DIR/eval.json)")
+    e.add_argument("--no-progress", action="store_true")
     e.set_defaults(fn=_cmd_eval)
 
     d = sub.add_parser("demo", help="demonstrations")

@@ -27,10 +27,13 @@ class NetConfig:
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     activation: str = "relu"  # relu | leaky_relu | tanh | elu
-    batch_norm: bool = False
+    batch_norm: bool | None = None  # null = the network's own default (off for MLPs, on for DCGAN)
     dropout: float = 0.0  # dropout after each hidden layer (a D technique)
     spectral_norm: bool = False
-    output: str = "linear"  # linear | tanh | sigmoid: G's output head
+    output: str = "linear"  # linear | tanh | sigmoid: G's output head (MLPs)
+    width: int = 64  # convolutional networks: channels of D's first / G's last hidden layer
+    minibatch_std: bool = False  # D: append the batch's feature standard deviation (a collapse signal)
+    conditioning: str = "concat"  # concat (CGAN) | projection (projection discriminator)
 
 
 @dataclass
@@ -76,8 +79,10 @@ class TechniquesConfig:
 class ModelConfig:
     """A GAN composed from named parts."""
 
+    family: str = "gan"  # gan | vae (the baseline: decoder = generator, encoder = discriminator's trunk)
     z_dim: int = 2
     noise: str = "normal"  # normal | uniform (on [-1, 1])
+    vae_beta: float = 1.0  # weight of the VAE's KL term
     generator: NetConfig = field(default_factory=lambda: NetConfig(output="linear"))
     discriminator: NetConfig = field(default_factory=lambda: NetConfig(activation="leaky_relu"))
     loss: LossConfig = field(default_factory=LossConfig)
@@ -106,10 +111,21 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 1000  # sample plots; 0 = only at the end
     checkpoint_every: int = 1000  # 0 = only at the end
-    eval_every: int = 1000  # toy-data mode metrics during training; 0 = only at the end
-    eval_samples: int = 2500
+    eval_every: int = 1000  # metrics during training (toy modes; image metrics of `eval`); 0 = only at the end
+    eval_samples: int = 2500  # samples for the toy-data mode metrics
     progress: bool = True
     tensorboard: bool = True  # when the tensorboard package is installed
+
+
+@dataclass
+class EvalConfig:
+    """Image metrics during and after training (see ``ganforge eval``)."""
+
+    metrics: list[str] = field(default_factory=lambda: ["fid", "kid"])  # fid, kid, is, pr, dc, modes
+    reference: str = "auto"  # a data set spec such as mnist:heldout; auto = the data set's held-out split
+    extractor: str = "digits"  # a registered feature extractor
+    n: int = 5000  # generated samples per evaluation (the reference uses all of its images)
+    best: str = ""  # keep checkpoints/best.safetensors by this metric (lower is better for fid/kid)
 
 
 @dataclass
@@ -135,6 +151,7 @@ class Config:
     optim_g: OptimConfig = field(default_factory=OptimConfig)
     optim_d: OptimConfig = field(default_factory=OptimConfig)
     techniques: TechniquesConfig = field(default_factory=TechniquesConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
 
 

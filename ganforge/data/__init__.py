@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ganforge.data.images import cifar10_data, image_folder_data, stacked_mnist_data
+from ganforge.data.mnist import fashion_mnist_data, mnist_data
 from ganforge.data.tensor import TensorData
 from ganforge.data.toy import GaussianMixture, gaussian1d, grid2d, mixture1d, ring2d
 from ganforge.registry import ConfigError, Registry
@@ -20,6 +22,11 @@ register_dataset("gaussian1d", gaussian1d)
 register_dataset("mixture1d", mixture1d)
 register_dataset("ring2d", ring2d)
 register_dataset("grid2d", grid2d)
+register_dataset("mnist", mnist_data)
+register_dataset("fashion-mnist", fashion_mnist_data)
+register_dataset("cifar10", cifar10_data)
+register_dataset("image-folder", image_folder_data)
+register_dataset("stacked-mnist", stacked_mnist_data)
 
 
 def build_dataset(name: str, options: dict[str, Any]) -> Any:

@@ -1,4 +1,37 @@
-"""Metrics: mode counts on toy data (more in later modules)."""
+"""Metrics: mode counts on toy data; image metrics as features -> statistics -> metric pipelines."""
+from ganforge.metrics.distribution import frechet_distance, inception_score, kid
+from ganforge.metrics.features import (
+    FEATURE_EXTRACTORS,
+    FeatureExtractor,
+    InceptionV3Extractor,
+    file_sha256,
+    get_extractor,
+    prepare_images,
+    register_feature_extractor,
+)
+from ganforge.metrics.manifold import ball_membership, density_coverage, knn_radii, precision_recall
 from ganforge.metrics.modes import mode_metrics
+from ganforge.metrics.pipeline import IMAGE_METRICS, compute_image_metrics
+from ganforge.metrics.stats import FeatureStats, collect
 
-__all__ = ["mode_metrics"]
+__all__ = [
+    "FEATURE_EXTRACTORS",
+    "IMAGE_METRICS",
+    "FeatureExtractor",
+    "FeatureStats",
+    "InceptionV3Extractor",
+    "ball_membership",
+    "collect",
+    "compute_image_metrics",
+    "density_coverage",
+    "file_sha256",
+    "frechet_distance",
+    "get_extractor",
+    "inception_score",
+    "kid",
+    "knn_radii",
+    "mode_metrics",
+    "precision_recall",
+    "prepare_images",
+    "register_feature_extractor",
+]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ganforge.config import NetConfig
+from ganforge.nn.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
 from ganforge.registry import Registry
 
@@ -34,6 +35,8 @@ register_generator("mlp", MLPGenerator, "the original paper's MLP generator")
 register_discriminator("mlp", MLPDiscriminator, "the original paper's MLP discriminator")
 register_discriminator("mlp-autoencoder", MLPAutoencoderDiscriminator,
                        "BEGAN's auto-encoder discriminator (outputs reconstruction errors)")
+register_generator("dcgan", DCGANGenerator, "DCGAN generator for 28/32/64-pixel images (Radford et al. 2016)")
+register_discriminator("dcgan", DCGANDiscriminator, "DCGAN discriminator for 28/32/64-pixel images")
 
 
 def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:

@@ -55,23 +55,62 @@ def plot_samples_1d(samples: torch.Tensor, density: Callable[[torch.Tensor], tor
 
 
 def plot_curves(log_path: str | Path, path: str | Path) -> None:
-    """Losses and D(x) / D(G(z)) over training, from ``log.jsonl``."""
+    """Losses, D(x) / D(G(z)) (or a VAE's terms) and any image metric over training, from ``log.jsonl``."""
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "g_loss" in r]
-    if not rows:
+    steps_rows = [r for r in rows if "g_loss" in r]
+    if not steps_rows:
         return
-    steps = [r["step"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
-    for key in ("d_loss", "g_loss"):
-        if key in rows[0]:
-            a.plot(steps, [r.get(key, np.nan) for r in rows], label=key, lw=0.8)
-    a.set_xlabel("step")
-    a.set_title("losses", fontsize=9)
-    a.legend(fontsize=7)
-    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
-        if key in rows[0]:
-            b.plot(steps, [r.get(key, np.nan) for r in rows], label=label, lw=0.8)
-    b.set_xlabel("step")
-    b.set_title("discriminator outputs", fontsize=9)
-    b.legend(fontsize=7)
+    panels = [("losses", [("d_loss", "d_loss"), ("g_loss", "g_loss")], steps_rows)]
+    if "d_real" in steps_rows[0]:
+        panels.append(("discriminator outputs", [("d_real", "D(x)"), ("d_fake", "D(G(z))")], steps_rows))
+    elif "kl" in steps_rows[0]:
+        panels.append(("VAE terms (nats per image)", [("recon", "reconstruction"), ("kl", "KL")], steps_rows))
+    evals = [r for r in rows if "eval/fid" in r]
+    if evals:
+        panels.append(("FID (digit features, held-out)", [("eval/fid", "FID")], evals))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys, data) in zip(axes[0], panels, strict=True):
+        for key, label in keys:
+            if key in data[0]:
+                ax.plot([r["step"] for r in data], [r.get(key, np.nan) for r in data], label=label, lw=0.8,
+                        marker="o" if len(data) < 30 else None)
+        ax.set_xlabel("step")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> np.ndarray:
+    """Images (N, C, H, W) in [-1, 1] -> one uint8 grid (H', W', C) with ``nrow`` images per row."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, c, h, w = x.shape
+    ncol = min(nrow, n)
+    rows = -(-n // ncol)
+    grid = torch.full((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), 255, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    return grid.permute(1, 2, 0).numpy()
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, scale: int = 2) -> None:
+    """Write a PNG grid of images in [-1, 1] (atomically), enlarged ``scale`` times for viewing."""
+    from PIL import Image
+
+    arr = image_grid(images, nrow)
+    img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def save_images(images: torch.Tensor, folder: str | Path) -> None:
+    """One PNG per image (``000000.png`` ...), each written atomically."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, arr in enumerate(x):
+        img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+        atomic_write(folder / f"{i:06d}.png", lambda tmp, img=img: img.save(tmp, format="PNG"))

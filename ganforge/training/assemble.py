@@ -9,7 +9,7 @@ from torch import nn
 from ganforge.config import Config, OptimConfig
 from ganforge.data import build_dataset
 from ganforge.data.tensor import TensorData
-from ganforge.losses import LOSSES, GradientPenalty, R1Penalty, WeightClip
+from ganforge.losses import LOSSES, AdversarialLoss, GradientPenalty, R1Penalty, WeightClip
 from ganforge.nn import build_discriminator, build_generator
 from ganforge.registry import ConfigError
 from ganforge.training.trainer import GANParts, Prior
@@ -53,12 +53,32 @@ def as_data_source(data: Any, cfg: Config) -> Any:
                       "or an object with .shape and .sample(n, generator)")
 
 
+# A VAE has no adversary: the trainer runs its loss on real data alone (see Trainer.g_loss).
+ELBO = AdversarialLoss("elbo", None, None, "elbo", False, "VAE: negative evidence lower bound")
+
+
+def assemble_vae(cfg: Config, source: Any, vae: nn.Module | None = None) -> GANParts:
+    """The VAE baseline as parts: the VAE in the generator's seat, no discriminator."""
+    from ganforge.baselines.vae import build_vae
+
+    model = vae if vae is not None else build_vae(cfg.model, tuple(source.shape))
+    model.to(torch.device(cfg.train.device))
+    return GANParts(generator=model, discriminator=None, loss=ELBO, loss_cfg=cfg.model.loss,
+                    prior=Prior("normal", cfg.model.z_dim), data=source,
+                    opt_g=build_optimizer(model.parameters(), cfg.optim_g, "optim_g"), opt_d=None,
+                    techniques=cfg.techniques)
+
+
 def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
              discriminator: nn.Module | None = None) -> GANParts:
     """Build every part named in ``cfg``; user modules replace the named networks."""
-    loss = LOSSES.get(cfg.model.loss.name)
     source = as_data_source(data, cfg)
     shape = tuple(source.shape)
+    if cfg.model.family == "vae":
+        return assemble_vae(cfg, source, generator)
+    if cfg.model.family != "gan":
+        raise ConfigError(f"model.family: unknown family '{cfg.model.family}' (choices: gan, vae)")
+    loss = LOSSES.get(cfg.model.loss.name)
     t = cfg.techniques
     if t.feature_matching and loss.kind == "moment":
         raise ConfigError("techniques.feature_matching needs a discriminator; the 'mmd' loss has none")

@@ -17,6 +17,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: str | Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder)."""
     path = Path(path)
@@ -25,6 +34,7 @@ def atomic_write(path: str | Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

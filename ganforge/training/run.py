@@ -22,9 +22,11 @@ from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble
 from ganforge.training.callbacks import EMA, Checkpoint, Every, Health, Logger, LRDecay, TrainingDiverged
 from ganforge.training.checkpoint import atomic_write, atomic_write_text, load_state
+from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.trainer import GANParts, Trainer
 
 CHECKPOINT = "checkpoints/last.safetensors"
+BEST = "checkpoints/best.safetensors"  # the best generator by eval.best (a generator file, like the final one)
 
 
 @dataclass
@@ -60,8 +62,11 @@ def toy_metrics(model: nn.Module, parts: GANParts, n: int, device: Any = "cpu") 
 
 
 def plot_samples(model: nn.Module, parts: GANParts, path: Path, title: str, device: Any = "cpu") -> None:
-    from ganforge.report.plots import plot_samples_1d, plot_samples_2d
+    from ganforge.report.plots import plot_samples_1d, plot_samples_2d, save_image_grid
 
+    if len(parts.data.shape) == 3:  # images: a grid from fixed noise, comparable across steps
+        save_image_grid(sample_from(model, parts.prior, 64, seed=99, device=device), path)
+        return
     samples = sample_from(model, parts.prior, 2500, seed=99, device=device)
     if samples.dim() == 2 and samples.shape[1] == 2:
         plot_samples_2d(samples, getattr(parts.data, "modes", None), path, title)
@@ -139,6 +144,16 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
             health.modes(trainer.step_num, m["modes_captured"], m["modes_total"])
 
     cbs.append(Every(tc.eval_every, evaluate))
+    image_eval = None
+    if len(parts.data.shape) == 3 and cfg.eval.metrics and (data is None or isinstance(data, str)):
+        # Image metrics need a reference: the data set's held-out split, or eval.reference.
+        def export_best(path: Path) -> None:
+            export_generator(path, model, cfg, tuple(parts.data.shape), custom=generator is not None)
+
+        image_eval = ImageMetrics(cfg, model, parts.prior, logger.record,
+                                  export_best if (out_path and cfg.eval.best) else None,
+                                  out_path / BEST if out_path else None)
+        cbs.append(Every(tc.eval_every, image_eval))
     if out_path is not None:
         (out_path / "samples").mkdir(exist_ok=True)
         cbs.append(Every(tc.sample_every, lambda t: plot_samples(
@@ -157,6 +172,11 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                                "status": "ok" if trainer.stop_reason is None else "diverged"}
     if trainer.stop_reason is None:
         summary.update(toy_metrics(model, parts, tc.eval_samples, device))
+        if image_eval is not None:
+            summary.update({k: v for k, v in image_eval.last.items() if k != "protocol"})
+            summary["eval_protocol"] = image_eval.last.get("protocol", {})
+            if image_eval.best:
+                summary["best"] = image_eval.best
     summary["final"] = logger.last
     summary["warnings"] = logger.warnings
     summary["wall_seconds"] = round(time.perf_counter() - t0, 2)

@@ -95,6 +95,7 @@ class Trainer:
         self.step_num = 0  # completed iterations
         self.d_updates = 0
         self.began_k = 0.0
+        self._elbo_terms: dict[str, Tensor] = {}
         self.want_stats = False  # callbacks set this when they need gradient norms this step
         self.stop_reason: str | None = None
         self._g_params = [p for p in self.G.parameters() if p.requires_grad]
@@ -162,8 +163,12 @@ class Trainer:
         d = d.detach().float()
         return torch.sigmoid(d).mean() if self.parts.loss.kind == "logit" else d.mean()
 
-    def g_loss(self, fake: Tensor) -> Tensor:
+    def g_loss(self, fake: Tensor | None) -> Tensor:
         parts, tech = self.parts, self.parts.techniques
+        if parts.loss.kind == "elbo":
+            loss, self._elbo_terms = self.G.negative_elbo(self._real(self.cfg.batch_size), self.rng)
+            return loss
+        assert fake is not None
         n = len(fake)
         if parts.loss.kind == "moment":
             real = self._real(n)
@@ -175,12 +180,14 @@ class Trainer:
             return ((features(fake).mean(0) - f_real) ** 2).sum()
         return parts.loss.g_loss(self._d_out(fake))
 
-    def g_update(self, fake: Tensor) -> dict[str, Tensor]:
-        """One generator update on a fake minibatch that still carries G's graph."""
+    def g_update(self, fake: Tensor | None) -> dict[str, Tensor]:
+        """One generator update on a fake minibatch that still carries G's graph (None for a VAE)."""
         loss = self.g_loss(fake)
         self.parts.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         out = {"g_loss": loss.detach()}
+        if self.parts.loss.kind == "elbo":
+            out.update(self._elbo_terms)
         if self.want_stats:
             out["grad_norm_g"] = grad_norm(self._g_params)
         self.parts.opt_g.step()
@@ -195,7 +202,9 @@ class Trainer:
                 out.update(self.d_update(self._real(b), fake.detach()))
         for i in range(self.cfg.g_steps):
             # Algorithm 1 draws new noise for G; reusing D's fakes (the common shortcut) is an option.
-            if fake is None or self.cfg.fresh_g_noise or i > 0:
+            if self.parts.loss.kind == "elbo":
+                fake = None  # a VAE learns from data alone
+            elif fake is None or self.cfg.fresh_g_noise or i > 0:
                 fake = self._fake(b)
             out.update(self.g_update(fake))
         self.step_num += 1

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -14,3 +16,9 @@ def small(eval_samples: int = 1000) -> list[str]:
     """CLI flags for a ring2d run small enough for the test suite."""
     return ["--set", "model.generator.hidden=[32,32]", "--set", "model.discriminator.hidden=[32,32]",
             "--set", "train.batch_size=64", "--set", f"train.eval_samples={eval_samples}", "--no-progress"]
+
+
+def ganforge(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI in a child process and capture its output."""
+    return subprocess.run([sys.executable, "-m", "ganforge", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)

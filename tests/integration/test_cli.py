@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from procs import ENV, small
+from procs import ganforge, small
 from safetensors.torch import load_file
 
 from ganforge.config import from_dict, load_config, to_dict
@@ -28,11 +27,6 @@ STEPS = 200
 LOG_KEYS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"}
 SUMMARY_KEYS = {"modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "wall_seconds"}
 METRICS = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes")
-
-
-def ganforge(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ganforge", *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def tiny_train(out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,213 @@
+"""``ganforge.evaluate``: one entry point from anything that makes images to numbers with their protocol.
+
+Sources: a run folder, a saved generator, a :class:`~ganforge.api.GAN`, a module with ``z_dim``, a
+tensor of images, a folder of image files, an ``.npz``/``.npy`` array file, or a data set spec such as
+``mnist:train5k``. References: a data set spec (default ``mnist:heldout``), a tensor, a folder or an
+array file. Reference statistics are computed once per process and reused.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ganforge.metrics import digits as _digits  # noqa: F401  (registers the "digits" extractor)
+from ganforge.metrics.features import FeatureExtractor, get_extractor
+from ganforge.metrics.modes import stacked_mnist_modes
+from ganforge.metrics.pipeline import IMAGE_METRICS, compute_image_metrics
+from ganforge.metrics.stats import FeatureStats, collect
+from ganforge.registry import ConfigError, closest
+
+ALL_METRICS = (*IMAGE_METRICS, "modes")
+DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc")
+# The held-out split of each data set that has one: the default reference of its runs.
+HELDOUT = {"mnist": "mnist:heldout", "fashion-mnist": "fashion-mnist:test", "cifar10": "cifar10:test"}
+_REFERENCE_CACHE: dict[tuple[str, str, str, int], FeatureStats] = {}
+
+
+def parse_metrics(metrics: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"fid,kid"`` or a list -> validated metric names."""
+    names = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else list(metrics)
+    names = [m for m in names if m]
+    for m in names:
+        if m not in ALL_METRICS:
+            raise ConfigError(f"unknown metric '{m}'{closest(m, ALL_METRICS)} (choices: {', '.join(ALL_METRICS)})")
+    if not names:
+        raise ConfigError("no metrics requested")
+    return names
+
+
+def dataset_images(spec: str) -> Tensor:
+    """Images of a data set spec ``NAME[:SPLIT]`` (e.g. ``mnist:heldout``)."""
+    from ganforge.data import DATASETS, build_dataset
+
+    name, _, split = spec.partition(":")
+    if name not in DATASETS:
+        raise ConfigError(f"unknown data set '{name}' in '{spec}'{closest(name, DATASETS.keys())}")
+    data = build_dataset(name, {"split": split} if split else {})
+    if not hasattr(data, "x"):
+        raise ConfigError(f"data set '{spec}' is not held in memory as images")
+    return data.x
+
+
+def _array_file(path: Path) -> Tensor:
+    from ganforge.data.mnist import to_tensor_images
+
+    with np.load(path, allow_pickle=False) as f:  # never unpickle: an array file is data only
+        arr = f[f.files[0]] if hasattr(f, "files") else f
+        arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return to_tensor_images(arr)
+    t = torch.from_numpy(arr).float()
+    return t.unsqueeze(1) if t.dim() == 3 else t
+
+
+def load_images(spec: str | Path | Tensor, like: Tensor | None = None) -> tuple[Tensor, str]:
+    """Images and a description from a tensor, a folder, an array file or a data set spec."""
+    if isinstance(spec, Tensor):
+        return spec, f"tensor{tuple(spec.shape)}"
+    path = Path(spec)
+    if path.is_dir():
+        from ganforge.data.images import load_image_folder
+
+        size, channels = (like.shape[-1], like.shape[1]) if like is not None else (28, 1)
+        return load_image_folder(path, size, channels), f"folder:{path}"
+    if path.suffix in (".npz", ".npy"):
+        if not path.is_file():
+            raise ConfigError(f"array file not found: {path}")
+        return _array_file(path), f"file:{path.name}"
+    if path.suffix or len(path.parts) > 1:
+        raise ConfigError(f"no such run folder, image folder or array file: {path}")
+    return dataset_images(str(spec)), str(spec)
+
+
+@dataclass
+class Sampler:
+    """A generator module and its noise prior: what :func:`evaluate` samples from during training."""
+
+    module: nn.Module
+    prior: Any
+
+
+def _is_generator(source: Any) -> bool:
+    from ganforge.api import GAN
+
+    return (isinstance(source, GAN) or (hasattr(source, "module") and hasattr(source, "prior"))
+            or (isinstance(source, nn.Module) and hasattr(source, "z_dim")))
+
+
+def _generator_batches(source: Any, n: int, batch: int, seed: int) -> Iterator[Tensor]:
+    """Samples of a generator in batches; the noise is drawn at once so the batch size changes nothing."""
+    from ganforge.api import GAN
+
+    if isinstance(source, GAN):
+        module, prior = source.generator, source.result.parts.prior  # type: ignore[union-attr]
+    elif hasattr(source, "module") and hasattr(source, "prior"):  # Sampler, LoadedGenerator
+        module, prior = source.module, source.prior
+    else:
+        from ganforge.training.trainer import Prior
+        module, prior = source, Prior("normal", int(source.z_dim))
+    device = next(iter(module.parameters()), torch.zeros(())).device
+    z = prior.sample(n, torch.Generator().manual_seed(seed))
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, n, batch):
+                yield module(z[i:i + batch].to(device)).float().cpu()
+    finally:
+        module.train(was)
+
+
+def _source_batches(source: Any, n: int | None, batch: int, seed: int,
+                    like: Tensor | None) -> tuple[Callable[[], Iterator[Tensor]], int, str]:
+    """(a batch iterator factory, the sample count, a description) for any supported source."""
+    if isinstance(source, (str, Path)) and Path(source).is_dir() and (Path(source) / "config.yaml").is_file():
+        from ganforge.api import load
+        desc = f"run:{source}"
+        source = load(source)
+    else:
+        desc = ""
+    if _is_generator(source):
+        count = n or 5000
+        return (lambda: _generator_batches(source, count, batch, seed)), count, desc or type(source).__name__
+    if isinstance(source, nn.Module):
+        raise ConfigError("a module to evaluate needs a z_dim attribute (or pass a GAN / ganforge.load(...) result)")
+    images, desc = load_images(source, like)
+    count = min(n, len(images)) if n else len(images)
+    # A seeded shuffle: files and data sets are often sorted by class, and the Inception Score's
+    # splits (and any head-of-set subsample) assume samples in random order.
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
+    return (lambda: (images[order[i:i + batch]] for i in range(0, count, batch))), count, desc
+
+
+def reference_stats(reference: str | Path | Tensor, extractor: FeatureExtractor, batch: int = 500,
+                    progress: bool = False) -> tuple[FeatureStats, str, Tensor]:
+    """Feature statistics of the reference set (all its images), cached per process."""
+    images, desc = load_images(reference)
+    key = (desc, extractor.name, extractor.sha256, len(images))
+    if isinstance(reference, Tensor) or key not in _REFERENCE_CACHE:
+        stats = collect((images[i:i + batch] for i in range(0, len(images), batch)), extractor,
+                        max_keep=len(images), progress=progress, total=-(-len(images) // batch))
+        if isinstance(reference, Tensor):
+            return stats, desc, images
+        _REFERENCE_CACHE[key] = stats
+    return _REFERENCE_CACHE[key], desc, images
+
+
+def evaluate(source: Any, reference: str | Path | Tensor = "mnist:heldout",
+             metrics: str | list[str] | tuple[str, ...] = DEFAULT_METRICS, n: int | None = None,
+             extractor: str = "digits", batch_size: int = 500, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Evaluate generated (or real) images against a reference.
+
+    ``metrics`` among fid, kid, is (Inception Score with the extractor's classifier), pr (precision
+    and recall, k = 3), dc (density and coverage, k = 5) and modes (Stacked MNIST: modes covered of
+    1,000 and KL to uniform). ``n`` samples are drawn from a generator (default 5,000; the reference's
+    size is the usual choice) or taken from the head of an image set (default: all). Returns the
+    numbers and a ``protocol`` entry with the extractor's name and SHA-256, the sample counts, the
+    reference and the resize rule.
+
+    >>> import ganforge, torch
+    >>> r = ganforge.evaluate(torch.rand(300, 1, 28, 28) * 2 - 1, metrics="fid", progress=False)
+    >>> r["fid"] > 100  # uniform noise is far from digits
+    True
+    """
+    names = parse_metrics(metrics)
+    t0 = time.perf_counter()
+    ext = get_extractor(extractor)
+    image_metrics = [m for m in names if m in IMAGE_METRICS]
+    like = None
+    if image_metrics and isinstance(source, (str, Path)) and Path(source).is_dir():
+        like = load_images(reference)[0][:1]  # a folder of files is read at the reference's size
+    # The source is resolved first, so a bad one fails before any work is done.
+    batches, count, desc = _source_batches(source, n, batch_size, seed, like)
+    real, ref_desc = None, ""
+    if image_metrics:
+        real, ref_desc, _ = reference_stats(reference, ext, batch_size, progress)
+    mode_batches: list[Tensor] = []
+
+    def tapped() -> Iterator[Tensor]:
+        for x in batches():
+            if "modes" in names:
+                mode_batches.append(x)
+            yield x
+
+    result: dict[str, Any] = {}
+    if image_metrics:
+        assert real is not None
+        fake = collect(tapped(), ext, max_keep=count, progress=progress, total=-(-count // batch_size))
+        result = compute_image_metrics(fake, real, image_metrics, ext, ref_desc)
+    else:
+        mode_batches = list(batches())
+    if "modes" in names:
+        classify = get_extractor("digits").classify
+        result.update(stacked_mnist_modes(torch.cat(mode_batches), classify))
+    protocol = result.setdefault("protocol", {"extractor": "digits", "extractor_sha256": _digits.WEIGHTS_SHA256})
+    protocol.update({"source": desc, "n": count, "seed": seed, "seconds": round(time.perf_counter() - t0, 2)})
+    return result

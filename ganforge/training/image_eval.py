@@ -1,0 +1,75 @@
+"""Image metrics during training, as a callback; the best generator so far is kept by a chosen metric."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ganforge.config import Config
+from ganforge.registry import ConfigError
+
+# Metrics where a larger number is better; the rest (fid, kid, kl_to_uniform) are distances.
+HIGHER_IS_BETTER = {"inception_score", "precision", "recall", "density", "coverage", "modes_covered"}
+_METRIC_KEYS = {"fid": "fid", "kid": "kid", "is": "inception_score", "modes": "modes_covered"}
+
+
+def resolve_reference(cfg: Config) -> str | None:
+    """The configured reference, or the data set's held-out split for ``auto`` (None when it has none)."""
+    from ganforge.metrics.evaluate import HELDOUT
+
+    if cfg.eval.reference != "auto":
+        return cfg.eval.reference
+    return HELDOUT.get(cfg.data.name)
+
+
+class ImageMetrics:
+    """Evaluates the sampling model (the EMA generator when EMA is on) against the reference.
+
+    Called by :class:`~ganforge.training.callbacks.Every`; logs ``eval/<metric>`` and, with
+    ``eval.best`` set, exports the best generator so far to ``best_path`` (atomically).
+    """
+
+    def __init__(self, cfg: Config, model: nn.Module, prior: Any, record: Callable[[int, dict[str, Any]], None],
+                 export: Callable[[Path], None] | None = None, best_path: Path | None = None) -> None:
+        from ganforge.metrics.evaluate import parse_metrics
+
+        self.cfg, self.model, self.prior, self.record = cfg, model, prior, record
+        self.metrics = parse_metrics(cfg.eval.metrics)
+        self.reference = resolve_reference(cfg)
+        if self.reference is None and any(m != "modes" for m in self.metrics):
+            raise ConfigError(f"eval.reference: data set '{cfg.data.name}' has no held-out split to compare "
+                              "with; set eval.reference (e.g. mnist:heldout) or eval.metrics=[]")
+        self.best_key = _METRIC_KEYS.get(cfg.eval.best, cfg.eval.best)
+        self.export, self.best_path = export, best_path
+        self.last: dict[str, Any] = {}
+        self.best: dict[str, Any] = {}
+
+    def __call__(self, trainer: Any) -> None:
+        from ganforge.metrics.evaluate import Sampler, evaluate
+
+        e = self.cfg.eval
+        result = evaluate(Sampler(self.model, self.prior), reference=self.reference or "mnist:heldout",
+                          metrics=self.metrics, n=e.n, extractor=e.extractor, progress=False)
+        self.last = result
+        numbers = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+        self.record(trainer.step_num, {f"eval/{k}": v for k, v in numbers.items()})
+        if self.best_key:
+            if self.best_key not in numbers:
+                raise ConfigError(f"eval.best: '{self.cfg.eval.best}' is not among the computed metrics "
+                                  f"({', '.join(numbers)})")
+            value = float(numbers[self.best_key])
+            old = self.best.get("value")
+            better = old is None or (value > old if self.best_key in HIGHER_IS_BETTER else value < old)
+            if better and math.isfinite(value):
+                self.best = {"metric": self.best_key, "value": value, "step": trainer.step_num}
+                if self.export is not None and self.best_path is not None:
+                    self.export(self.best_path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": dict(self.best)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = dict(state.get("best", {}))
