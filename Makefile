@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: a DCGAN on the embedded MNIST; ends with a sample grid, FID/KID and the run folder.
 demo: $(STAMP)
-	$(PY) -m ganforge train ring2d --out runs/demo-ring2d-$$(date +%Y%m%d-%H%M%S)
+	$(PY) -m ganforge train mnist-dcgan --out runs/demo-mnist-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(PY) -m ruff check ganforge tests benchmarks
@@ -25,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loop.py
+	$(PY) benchmarks/bench_loop.py --fast
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

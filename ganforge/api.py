@@ -13,6 +13,7 @@ from torch import nn
 from ganforge.config import Config, from_dict, load_yaml, to_dict
 from ganforge.nn import build_generator
 from ganforge.registry import ConfigError
+from ganforge.training.assemble import build_prior
 from ganforge.training.run import RunResult, export_generator, sample_from, train
 from ganforge.training.trainer import Prior
 
@@ -84,11 +85,14 @@ class GAN:
             raise RuntimeError("call fit() first")
         return self.result.summary
 
-    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``n`` samples from the trained generator."""
-        assert self.result is not None or self.generator
-        parts = self.result.parts  # type: ignore[union-attr]
-        return sample_from(self.generator, parts.prior, n, seed=seed, device=self.config.train.device)
+    def sample(self, n: int, seed: int = 0, label: int | None = None) -> torch.Tensor:
+        """``n`` samples from the trained generator; ``label`` asks a conditional one for one class."""
+        prior = self.result.parts.prior if self.result else None
+        if prior is None:
+            raise RuntimeError("call fit() first")
+        return sample_from(self.generator, prior, n, seed=seed, device=self.config.train.device,
+                           labels=_labels(prior, n, label))
+
 
     def save(self, path: str | Path) -> None:
         """Save the generator (weights as safetensors, config as metadata) for :func:`load`."""
@@ -105,8 +109,19 @@ class LoadedGenerator:
     def __init__(self, module: nn.Module, prior: Prior, meta: dict[str, Any]) -> None:
         self.module, self.prior, self.meta = module.eval(), prior, meta
 
-    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
-        return sample_from(self.module, self.prior, n, seed=seed)
+    def sample(self, n: int, seed: int = 0, label: int | None = None) -> torch.Tensor:
+        """``n`` samples; ``label`` asks a conditional generator for one class."""
+        return sample_from(self.module, self.prior, n, seed=seed, labels=_labels(self.prior, n, label))
+
+
+def _labels(prior: Prior, n: int, label: int | None) -> torch.Tensor | None:
+    if label is None:
+        return None
+    if not prior.classes:
+        raise ConfigError("--label: this generator is not conditional (it was trained without classes)")
+    if not 0 <= label < prior.classes:
+        raise ConfigError(f"--label must lie in 0..{prior.classes - 1}, got {label}")
+    return torch.full((n,), label, dtype=torch.long)
 
 
 def load(path: str | Path, generator: nn.Module | None = None) -> LoadedGenerator:
@@ -124,7 +139,8 @@ def load(path: str | Path, generator: nn.Module | None = None) -> LoadedGenerato
     if raw is None:
         raise ConfigError(f"{path} is not a ganforge generator file")
     meta = json.loads(raw)
-    model_cfg = from_dict({"model": meta["model"]}).model
+    cfg = from_dict({"model": meta["model"]})
+    model_cfg, prior = cfg.model, build_prior(cfg)
     if generator is None:
         if meta.get("custom"):
             raise ConfigError(f"{path} holds weights of a user-defined generator: pass generator=YourModule()")
@@ -132,6 +148,6 @@ def load(path: str | Path, generator: nn.Module | None = None) -> LoadedGenerato
             from ganforge.baselines.vae import build_vae
             generator = build_vae(model_cfg, tuple(meta["shape"]))
         else:
-            generator = build_generator(model_cfg.generator, model_cfg.z_dim, tuple(meta["shape"]))
+            generator = build_generator(model_cfg.generator, prior.dim, tuple(meta["shape"]))
     generator.load_state_dict(load_file(str(path)))
-    return LoadedGenerator(generator, Prior(model_cfg.noise, model_cfg.z_dim), meta)
+    return LoadedGenerator(generator, prior, meta)

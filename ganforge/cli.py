@@ -43,7 +43,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg.train.progress = False
     result = train(cfg, out, resume=bool(args.resume))
     s = result.summary
-    keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "wall_seconds")
+    keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "kid",
+            "label_accuracy", "code_accuracy", "modes_covered", "kl_to_uniform", "wall_seconds")
     print(_headline(cfg.preset or str(args.config), s, Path(out)), file=sys.stderr)
     print(json.dumps({k: s[k] for k in keys if k in s} | {"out": str(out)}))
     return 0
@@ -56,6 +57,15 @@ def _headline(name: str, s: dict[str, Any], out: Path) -> str:
         parts.append(f"{s['modes_captured']}/{s['modes_total']} modes, "
                      f"{100 * s['high_quality_fraction']:.1f}% high-quality samples, "
                      f"KL(modes || uniform) {s['reverse_kl_modes']:.3f}")
+    if "fid" in s:
+        ref = s.get("eval_protocol", {}).get("reference", "the reference")
+        kid = f", KID {s['kid']:.2f}" if "kid" in s else ""
+        parts.append(f"FID {s['fid']:.1f}{kid} against {ref} ({s.get('eval_protocol', {}).get('extractor')} features)")
+    for key, label in (("label_accuracy", "label accuracy"), ("code_accuracy", "code accuracy")):
+        if key in s:
+            parts.append(f"{label} {100 * s[key]:.1f}%")
+    if "modes_covered" in s:
+        parts.append(f"{s['modes_covered']}/1000 modes, KL to uniform {s['kl_to_uniform']:.3f}")
     parts.append(f"{s['steps']} steps in {s['wall_seconds']:.0f} s")
     picture = out / "samples.png"
     if picture.is_file():
@@ -80,7 +90,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise ConfigError("--n must be positive")
     gen = load(args.run)
-    x = gen.sample(args.n, seed=args.seed)
+    x = gen.sample(args.n, seed=args.seed, label=args.label)
     out = Path(args.out)
     if out.suffix == ".npz":
         atomic_write(out, lambda tmp: np.savez(open(tmp, "wb"), samples=x.numpy()))
@@ -183,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True,
                    help="file.npz, file.csv, file.png (a grid), or a folder (a PNG per image)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--label", type=int, default=None, help="class to generate (conditional models)")
     s.set_defaults(fn=_cmd_sample)
 
     e = sub.add_parser("eval", help="evaluate a run (writes RUN/eval.json) or a set of real images")

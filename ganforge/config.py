@@ -34,6 +34,7 @@ class NetConfig:
     width: int = 64  # convolutional networks: channels of D's first / G's last hidden layer
     minibatch_std: bool = False  # D: append the batch's feature standard deviation (a collapse signal)
     conditioning: str = "concat"  # concat (CGAN) | projection (projection discriminator)
+    minibatch_discrimination: int = 0  # D: number of minibatch-discrimination kernels (Salimans et al.); 0 = off
 
 
 @dataclass
@@ -73,6 +74,8 @@ class TechniquesConfig:
     ema: float = 0.0  # decay of the exponential moving average of G's weights; 0 = off
     ema_start: int = 0  # step from which the average is taken (before: copied)
     feature_matching: bool = False  # G matches the mean of D's penultimate features
+    historical_average: float = 0.0  # weight of ||theta - mean of past theta||^2 for G and D; 0 = off
+    diff_augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout"; "" = off
 
 
 @dataclass
@@ -83,6 +86,10 @@ class ModelConfig:
     z_dim: int = 2
     noise: str = "normal"  # normal | uniform (on [-1, 1])
     vae_beta: float = 1.0  # weight of the VAE's KL term
+    conditioning: str = "none"  # none | cgan | projection | acgan | infogan (see training/conditioning.py)
+    classes: int = 0  # one-hot labels given to G (conditional GANs) or InfoGAN's categorical code size
+    continuous_codes: int = 0  # InfoGAN's continuous codes, uniform on [-1, 1]
+    aux_weight: float = 1.0  # weight of AC-GAN's classification loss / InfoGAN's mutual-information term
     generator: NetConfig = field(default_factory=lambda: NetConfig(output="linear"))
     discriminator: NetConfig = field(default_factory=lambda: NetConfig(activation="leaky_relu"))
     loss: LossConfig = field(default_factory=LossConfig)
@@ -108,6 +115,8 @@ class TrainConfig:
     lr_decay: str = "none"  # none | linear | cosine: both learning rates decay to 0 over the run
     seed: int = 0
     device: str = "cpu"
+    channels_last: bool = False  # images: NHWC memory layout for G, D and batches (faster convolutions on CPU)
+    autocast: str = "none"  # none | bf16: mixed precision for the forward passes (weights stay float32)
     log_every: int = 10
     sample_every: int = 1000  # sample plots; 0 = only at the end
     checkpoint_every: int = 1000  # 0 = only at the end

@@ -40,6 +40,13 @@ class TensorData:
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return self.x[self._indices(n, generator)]
 
+    def sample_labeled(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """A minibatch and its labels (for conditional models)."""
+        if self.labels is None:
+            raise ValueError("this data set has no labels")
+        idx = self._indices(n, generator)
+        return self.x[idx], self.labels[idx]
+
     def state_dict(self) -> dict:
         return {"perm": self._perm, "pos": self._pos}
 

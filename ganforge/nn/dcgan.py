@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import NetConfig
+from ganforge.nn.techniques import MinibatchDiscrimination
 from ganforge.registry import ConfigError
 
 _START = {28: 7, 32: 4, 64: 4}
@@ -103,7 +104,11 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Flatten())
         self.trunk = nn.Sequential(*layers)
         self.feature_dim = ch_in * start * start
-        self.head = _sn(nn.Linear(self.feature_dim, 1), cfg.spectral_norm)
+        # Minibatch discrimination sits between the features and the output, so feature matching
+        # and the projection term keep using the plain features.
+        k = cfg.minibatch_discrimination
+        self.mbd = MinibatchDiscrimination(self.feature_dim, k) if k else nn.Identity()
+        self.head = _sn(nn.Linear(self.feature_dim + k, 1), cfg.spectral_norm)
         if c_dim and self.projection:
             self.embed = _sn(nn.Linear(c_dim, self.feature_dim, bias=False), cfg.spectral_norm)
 
@@ -116,11 +121,15 @@ class DCGANDiscriminator(nn.Module):
             x = torch.cat([x, maps], dim=1)
         return self.trunk(x)
 
-    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+    def forward_features(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """D's output and its features in one pass (for auxiliary heads: AC-GAN, InfoGAN's Q)."""
         h = self.features(x, c)
-        out = self.head(h).squeeze(1)
+        out = self.head(self.mbd(h)).squeeze(1)
         if self.c_dim and self.projection:
             if c is None:
                 raise ValueError(f"this discriminator is conditional (c_dim={self.c_dim}): pass c")
             out = out + (self.embed(c.to(h.dtype)) * h).sum(1)
-        return out
+        return out, h
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        return self.forward_features(x, c)[0]

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import NetConfig
+from ganforge.nn.techniques import MinibatchDiscrimination
 from ganforge.registry import ConfigError
 
 _ACTIVATIONS = {
@@ -76,15 +77,22 @@ class MLPDiscriminator(nn.Module):
         super().__init__()
         self.c_dim = c_dim
         self.trunk, width = mlp_trunk(math.prod(in_shape) + c_dim, cfg)
-        lin = nn.Linear(width, 1)
+        k = cfg.minibatch_discrimination
+        self.mbd = MinibatchDiscrimination(width, k) if k else nn.Identity()
+        lin = nn.Linear(width + k, 1)
         self.head = nn.utils.parametrizations.spectral_norm(lin) if cfg.spectral_norm else lin
 
     def features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         """The penultimate activations (used by feature matching)."""
         return self.trunk(_with_condition(x.flatten(1), c, self.c_dim))
 
+    def forward_features(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """D's output and its features in one pass (for auxiliary heads: AC-GAN, InfoGAN's Q)."""
+        h = self.features(x, c)
+        return self.head(self.mbd(h)).squeeze(1), h
+
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.head(self.features(x, c)).squeeze(1)
+        return self.forward_features(x, c)[0]
 
 
 class MLPAutoencoderDiscriminator(nn.Module):

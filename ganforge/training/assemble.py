@@ -1,6 +1,7 @@
 """Assemble :class:`GANParts` from a config: networks, loss, regularizers, optimizers, prior, data."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -11,7 +12,9 @@ from ganforge.data import build_dataset
 from ganforge.data.tensor import TensorData
 from ganforge.losses import LOSSES, AdversarialLoss, GradientPenalty, R1Penalty, WeightClip
 from ganforge.nn import build_discriminator, build_generator
+from ganforge.nn.techniques import HistoricalAverage, parse_policy
 from ganforge.registry import ConfigError
+from ganforge.training.conditioning import Conditioning, build_head
 from ganforge.training.trainer import GANParts, Prior
 
 
@@ -27,9 +30,11 @@ def build_optimizer(params: Any, cfg: OptimConfig, which: str) -> torch.optim.Op
     raise ConfigError(f"{which}.name: unknown optimizer '{cfg.name}' (choices: adam, sgd, rmsprop)")
 
 
-def build_regularizers(cfg: Config) -> list[Any]:
+def build_regularizers(cfg: Config, d: nn.Module | None = None) -> list[Any]:
     loss = cfg.model.loss
     regs: list[Any] = []
+    if cfg.techniques.historical_average > 0 and d is not None:
+        regs.append(HistoricalAverage(d, cfg.techniques.historical_average))
     if loss.weight_clip > 0:
         regs.append(WeightClip(loss.weight_clip))
     if loss.gradient_penalty > 0:
@@ -51,6 +56,37 @@ def as_data_source(data: Any, cfg: Config) -> Any:
         return data
     raise ConfigError(f"cannot train on a {type(data).__name__}: pass a tensor, a data set name, "
                       "or an object with .shape and .sample(n, generator)")
+
+
+def build_prior(cfg: Config) -> Prior:
+    """G's input: noise plus the one-hot labels or InfoGAN codes the model is configured with."""
+    m = cfg.model
+    return Prior(m.noise, m.z_dim, m.classes, m.continuous_codes)
+
+
+def build_conditioning(cfg: Config, source: Any, loss_kind: str) -> Conditioning | None:
+    """The conditioning part, after checking that the config and the data can support it."""
+    m = cfg.model
+    if m.conditioning == "none":
+        if m.classes or m.continuous_codes:
+            raise ConfigError("model.classes / model.continuous_codes need model.conditioning "
+                              "(cgan, projection, acgan or infogan)")
+        return None
+    cond = Conditioning(m.conditioning, m.classes, m.continuous_codes, m.aux_weight)
+    if m.conditioning != "infogan" and m.classes < 2:
+        raise ConfigError(f"model.conditioning={m.conditioning} needs model.classes >= 2 (the number of labels)")
+    if m.conditioning == "infogan" and m.classes + m.continuous_codes == 0:
+        raise ConfigError("model.conditioning=infogan needs codes: model.classes and/or model.continuous_codes")
+    if m.continuous_codes and m.conditioning != "infogan":
+        raise ConfigError("model.continuous_codes are InfoGAN's; set model.conditioning=infogan")
+    if cond.needs_real_labels and getattr(source, "labels", None) is None:
+        raise ConfigError(f"model.conditioning={m.conditioning} needs labelled data; '{cfg.data.name}' has no labels")
+    if loss_kind not in ("logit", "critic"):
+        raise ConfigError(f"model.conditioning={m.conditioning} needs a discriminator network, "
+                          f"not the '{cfg.model.loss.name}' loss")
+    if cfg.techniques.feature_matching and cond.d_sees_labels:
+        raise ConfigError("techniques.feature_matching is not supported with a label-conditioned D (cgan, projection)")
+    return cond
 
 
 # A VAE has no adversary: the trainer runs its loss on real data alone (see Trainer.g_loss).
@@ -87,8 +123,12 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
                           f"not '{loss.name}' (use minimax, nonsaturating or lsgan)")
     if not 0 <= t.label_smoothing < 1 or not 0 <= t.label_flip < 1:
         raise ConfigError("techniques.label_smoothing and label_flip must lie in [0, 1)")
-    g = generator if generator is not None else build_generator(cfg.model.generator, cfg.model.z_dim, shape)
+    if t.diff_augment:
+        parse_policy(t.diff_augment)  # a misspelt policy fails now, not at the first step
+    prior = build_prior(cfg)
+    g = generator if generator is not None else build_generator(cfg.model.generator, prior.dim, shape)
     d: nn.Module | None = None
+    cond = build_conditioning(cfg, source, loss.kind)
     if loss.kind != "moment":
         if discriminator is not None:
             d = discriminator
@@ -96,8 +136,21 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
             dcfg = cfg.model.discriminator
             if loss.kind == "energy" and dcfg.name == "mlp":
                 # BEGAN's discriminator must be an auto-encoder; pick the MLP one for the MLP default.
-                dcfg = type(dcfg)(**{**dcfg.__dict__, "name": "mlp-autoencoder"})
-            d = build_discriminator(dcfg, shape)
+                dcfg = dataclasses.replace(dcfg, name="mlp-autoencoder")
+            if cond is not None and cond.mode == "projection":
+                dcfg = dataclasses.replace(dcfg, conditioning="projection")
+            d = build_discriminator(dcfg, shape, cfg.model.classes if cond is not None and cond.d_sees_labels else 0)
+        if cond is not None and cond.needs_features:
+            # AC-GAN's classifier / InfoGAN's Q share D's trunk: the head is a child of D, so D's
+            # optimizer, checkpoints and device moves include it.
+            if not hasattr(d, "forward_features"):
+                raise ConfigError(f"model.conditioning={cond.mode} needs a discriminator with forward_features(x)")
+            with torch.no_grad():
+                was = d.training
+                feature_dim = d.eval().forward_features(torch.zeros(2, *shape))[1].shape[1]
+                d.train(was)
+            cond.head = build_head(cond.mode, feature_dim, cfg.model.classes, cfg.model.continuous_codes)
+            d.add_module("aux_head", cond.head)
     device = torch.device(cfg.train.device)
     g.to(device)
     if d is not None:
@@ -107,10 +160,12 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
         discriminator=d,
         loss=loss,
         loss_cfg=cfg.model.loss,
-        prior=Prior(cfg.model.noise, cfg.model.z_dim),
+        prior=prior,
         data=source,
         opt_g=build_optimizer(g.parameters(), cfg.optim_g, "optim_g"),
         opt_d=build_optimizer(d.parameters(), cfg.optim_d, "optim_d") if d is not None else None,
-        regularizers=build_regularizers(cfg),
+        regularizers=build_regularizers(cfg, d),
+        g_history=HistoricalAverage(g, t.historical_average) if t.historical_average > 0 else None,
         techniques=cfg.techniques,
+        conditioning=cond,
     )

@@ -42,12 +42,14 @@ class RunResult:
 
 @torch.no_grad()
 def sample_from(model: nn.Module, prior: Any, n: int, seed: int = 1234, batch: int = 4096,
-                device: Any = "cpu") -> torch.Tensor:
-    """Draw ``n`` samples in eval mode with a private RNG (training's RNG streams stay untouched)."""
+                device: Any = "cpu", labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw ``n`` samples in eval mode with a private RNG (training's RNG streams stay untouched);
+    ``labels`` (n,) fixes the class of each sample of a conditional model."""
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
-    out = [model(prior.sample(min(batch, n - i), gen).to(device)).float().cpu() for i in range(0, n, batch)]
+    out = [model(prior.sample(min(batch, n - i), gen, labels=None if labels is None else labels[i:i + batch])
+                 .to(device)).float().cpu() for i in range(0, n, batch)]
     model.train(was_training)
     return torch.cat(out)
 
@@ -73,6 +75,29 @@ def plot_samples(model: nn.Module, parts: GANParts, path: Path, title: str, devi
     elif samples.dim() == 2 and samples.shape[1] == 1:
         density = getattr(parts.data, "prob", None)
         plot_samples_1d(samples, density, path, title)
+
+
+def image_pictures(model: nn.Module, parts: GANParts, out: Path) -> None:
+    """The pictures of an image run: a latent interpolation, a per-class grid, the training GIF."""
+    from ganforge.report.pictures import class_grid, interpolation_grid, training_gif
+
+    interpolation_grid(model, parts.prior, out / "interpolation.png")
+    if parts.prior.classes:
+        class_grid(model, parts.prior, out / "classes.png")
+    training_gif(out / "samples", out / "training.gif")
+
+
+def conditional_metrics(model: nn.Module, parts: GANParts, cfg: Config) -> dict[str, Any]:
+    """On digits: how often a conditional G makes the requested digit; InfoGAN's code accuracy."""
+    cond = parts.conditioning
+    if cond is None or parts.prior.classes != 10 or tuple(parts.data.shape[1:]) != (28, 28) \
+            or parts.data.shape[0] != 1:
+        return {}
+    from ganforge.metrics.conditional import categorical_code_accuracy, label_accuracy
+
+    if cond.mode == "infogan":
+        return categorical_code_accuracy(model, parts.prior)
+    return label_accuracy(model, parts.prior)
 
 
 def export_generator(path: Path, model: nn.Module, cfg: Config, shape: tuple[int, ...], custom: bool) -> None:
@@ -172,6 +197,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                                "status": "ok" if trainer.stop_reason is None else "diverged"}
     if trainer.stop_reason is None:
         summary.update(toy_metrics(model, parts, tc.eval_samples, device))
+        summary.update(conditional_metrics(model, parts, cfg))
         if image_eval is not None:
             summary.update({k: v for k, v in image_eval.last.items() if k != "protocol"})
             summary["eval_protocol"] = image_eval.last.get("protocol", {})
@@ -187,6 +213,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         from ganforge.report.plots import plot_curves
         if trainer.stop_reason is None:
             plot_samples(model, parts, out_path / "samples.png", f"{cfg.preset or 'run'}: final samples", device)
+            if len(parts.data.shape) == 3:
+                image_pictures(model, parts, out_path)
         plot_curves(out_path / "log.jsonl", out_path / "curves.png")
         atomic_write_text(out_path / "summary.json", json.dumps(summary, indent=2))
     if trainer.stop_reason is not None:

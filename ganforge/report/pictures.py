@@ -1,0 +1,108 @@
+"""Pictures that show what a generator learned: latent interpolations, class grids, a training GIF."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.report.plots import save_image_grid
+from ganforge.training.checkpoint import atomic_write
+
+_STEP_FILE = re.compile(r"step_(\d+)\.png")
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between ``z0`` and ``z1`` (..., D) at ``t`` (broadcast against ``z0[..., :1]``).
+
+    Under a high-dimensional normal prior almost all mass lies near the sphere of radius sqrt(D); a straight
+    line between two samples cuts through the low-norm interior, which G rarely saw, while slerp keeps the
+    norm (exactly, for equal-norm endpoints). Nearly parallel vectors fall back to linear interpolation.
+    """
+    t = torch.as_tensor(t, dtype=z0.dtype, device=z0.device)
+    u0 = z0 / z0.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    u1 = z1 / z1.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    omega = torch.arccos((u0 * u1).sum(-1, keepdim=True).clamp(-1, 1))
+    so = torch.sin(omega)
+    parallel = so.abs() < 1e-4
+    so = torch.where(parallel, torch.ones_like(so), so)  # avoid 0/0; those entries take the lerp below
+    spherical = torch.sin((1 - t) * omega) / so * z0 + torch.sin(t * omega) / so * z1
+    return torch.where(parallel, (1 - t) * z0 + t * z1, spherical)
+
+
+@torch.no_grad()
+def _decode(model: nn.Module, v: torch.Tensor) -> torch.Tensor:
+    """``model(v)`` in eval mode on the model's device; the result on the CPU as float."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()  # batch norm must use running statistics, as when sampling
+    try:
+        out = model(v.to(device))
+    finally:
+        model.train(was_training)
+    return out.float().cpu()
+
+
+def interpolation_grid(model: nn.Module, prior: Any, path: str | Path, rows: int = 8, steps: int = 10,
+                       seed: int = 0) -> None:
+    """A PNG grid (``rows`` x ``steps``): each row walks the latent path between two prior samples.
+
+    The path is spherical for a normal prior and straight for a uniform one (whose cube has no such
+    shell). Only the noise moves: any class or code part of the prior's vector (conditional GANs,
+    InfoGAN) stays that of the row's first sample, so a row shows one class changing style.
+    """
+    gen = torch.Generator().manual_seed(seed)  # private RNG: the caller's streams stay untouched
+    v0, v1 = prior.sample(rows, gen)[:, None], prior.sample(rows, gen)[:, None]  # (rows, 1, D)
+    k = getattr(prior, "z_dim", v0.shape[-1])
+    z0, z1 = v0[..., :k], v1[..., :k]
+    t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
+    z = (1 - t) * z0 + t * z1 if getattr(prior, "kind", "normal") == "uniform" else slerp(z0, z1, t)
+    v = torch.cat([z, v0[..., k:].expand(rows, steps, v0.shape[-1] - k)], dim=-1)
+    save_image_grid(_decode(model, v.reshape(rows * steps, -1)), path, nrow=steps)
+
+
+def class_grid(model: nn.Module, prior: Any, path: str | Path, per_class: int = 10, seed: int = 0) -> None:
+    """A PNG grid of a conditional generator (a prior with ``classes``): row k is class k.
+
+    Every row uses the same noise (and continuous codes), so a column holds the style fixed and only
+    the class changes.
+    """
+    if not getattr(prior, "classes", 0):
+        raise ValueError("class_grid needs a prior with classes (a conditional model)")
+    gen = torch.Generator().manual_seed(seed)
+    base = prior.sample(per_class, gen).repeat(prior.classes, 1)  # rows are copies of one batch
+    labels = torch.arange(prior.classes).repeat_interleave(per_class)
+    k = prior.z_dim
+    base[:, k:k + prior.classes] = F.one_hot(labels, prior.classes).to(base.dtype)
+    save_image_grid(_decode(model, base), path, nrow=per_class)
+
+
+def training_gif(samples_dir: str | Path, path: str | Path, duration_ms: int = 400) -> Path | None:
+    """An animated GIF of a run's ``samples/step_*.png`` grids in step order, each frame labelled with its step.
+
+    Unreadable files are skipped; with fewer than two frames nothing is written and None is returned.
+    """
+    from PIL import Image, ImageDraw
+
+    found = [(int(m.group(1)), p) for p in Path(samples_dir).glob("step_*.png") if (m := _STEP_FILE.fullmatch(p.name))]
+    frames = []
+    for step, file in sorted(found):  # by the number: step_100 comes after step_20 at any zero padding
+        try:
+            with Image.open(file) as im:
+                frame = im.convert("RGB")  # loads the pixels; grids are L (grey) or RGB
+        except (OSError, ValueError):  # a truncated or foreign file should not sink the whole GIF
+            continue
+        draw = ImageDraw.Draw(frame)
+        label = f"step {step}"
+        draw.rectangle(draw.textbbox((2, 2), label), fill=(0, 0, 0))  # dark box: legible on any grid
+        draw.text((2, 2), label, fill=(255, 255, 255))
+        frames.append(frame)
+    if len(frames) < 2:
+        return None
+    atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                  duration=duration_ms, loop=0))
+    return Path(path)
