@@ -120,6 +120,15 @@ def test_array_file_and_folder_sources(tmp_path, heldout):
     assert from_dir == pytest.approx(from_tensor, rel=1e-6)
 
 
+def test_the_top_level_evaluate_is_the_pipeline():
+    import ganforge
+
+    x = to_tensor_images(embedded_mnist("train5k")[0][:500])
+    a = ganforge.evaluate(x, metrics="fid", progress=False)
+    assert a["fid"] == pytest.approx(evaluate(x, metrics="fid", progress=False)["fid"])
+    assert callable(ganforge.register_feature_extractor)
+
+
 def test_bad_metric_and_bad_source_are_one_line_errors():
     with pytest.raises(ConfigError, match="did you mean 'fid'"):
         evaluate("mnist:train5k", metrics="fdi", progress=False)
