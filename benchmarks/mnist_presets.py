@@ -20,9 +20,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-PRESETS = ["mnist-dcgan", "mnist-vanilla", "mnist-cgan", "mnist-acgan", "mnist-infogan", "mnist-wgan",
-           "mnist-wgan-gp", "mnist-lsgan", "mnist-hinge-sn", "mnist-began", "mnist-vae", "stacked-mnist"]
-EXTRA = ("label_accuracy", "code_accuracy", "modes_covered", "kl_to_uniform")
+PRESETS = ["mnist-dcgan", "mnist-dcgan-plain", "mnist-vanilla", "mnist-cgan", "mnist-acgan", "mnist-infogan",
+           "mnist-wgan", "mnist-wgan-gp", "mnist-lsgan", "mnist-hinge-sn", "mnist-began", "mnist-vae", "stacked-mnist"]
+EXTRA = ("label_accuracy", "code_accuracy", "q_accuracy", "modes_covered", "kl_to_uniform")
 
 
 def ganforge(args: list[str], threads: int) -> subprocess.CompletedProcess:
@@ -72,6 +72,8 @@ def table(rows: list[dict], real: dict) -> str:
             other.append(f"label acc {100 * r['label_accuracy']:.1f}%")
         if "code_accuracy" in r:
             other.append(f"code acc {100 * r['code_accuracy']:.1f}%")
+        if "q_accuracy" in r:
+            other.append(f"Q acc {100 * r['q_accuracy']:.1f}%")
         if "modes_covered" in r:
             other.append(f"{r['modes_covered']}/1000 modes, KL {r['kl_to_uniform']:.3f}")
         if "error" in r:

@@ -44,7 +44,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, out, resume=bool(args.resume))
     s = result.summary
     keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "kid",
-            "label_accuracy", "code_accuracy", "modes_covered", "kl_to_uniform", "wall_seconds")
+            "label_accuracy", "code_accuracy", "q_accuracy", "modes_covered", "kl_to_uniform", "wall_seconds")
     print(_headline(cfg.preset or str(args.config), s, Path(out)), file=sys.stderr)
     print(json.dumps({k: s[k] for k in keys if k in s} | {"out": str(out)}))
     return 0
@@ -61,7 +61,8 @@ def _headline(name: str, s: dict[str, Any], out: Path) -> str:
         ref = s.get("eval_protocol", {}).get("reference", "the reference")
         kid = f", KID {s['kid']:.2f}" if "kid" in s else ""
         parts.append(f"FID {s['fid']:.1f}{kid} against {ref} ({s.get('eval_protocol', {}).get('extractor')} features)")
-    for key, label in (("label_accuracy", "label accuracy"), ("code_accuracy", "code accuracy")):
+    for key, label in (("label_accuracy", "label accuracy"), ("code_accuracy", "code accuracy"),
+                       ("q_accuracy", "Q's accuracy on held-out digits")):
         if key in s:
             parts.append(f"{label} {100 * s[key]:.1f}%")
     if "modes_covered" in s:

@@ -35,6 +35,9 @@ class NetConfig:
     minibatch_std: bool = False  # D: append the batch's feature standard deviation (a collapse signal)
     conditioning: str = "concat"  # concat (CGAN) | projection (projection discriminator)
     minibatch_discrimination: int = 0  # D: number of minibatch-discrimination kernels (Salimans et al.); 0 = off
+    # DCGAN: a fully connected hidden layer of this width after z (G) and before the output (D),
+    # as in InfoGAN's networks; heads (InfoGAN's Q, AC-GAN's classifier) read its output. 0 = off
+    fc: int = 0
 
 
 @dataclass
@@ -90,6 +93,10 @@ class ModelConfig:
     classes: int = 0  # one-hot labels given to G (conditional GANs) or InfoGAN's categorical code size
     continuous_codes: int = 0  # InfoGAN's continuous codes, uniform on [-1, 1]
     aux_weight: float = 1.0  # weight of AC-GAN's classification loss / InfoGAN's mutual-information term
+    # Self-conditioning: k-means clusters of the training images stand in for labels (none are read);
+    # the number of clusters, 0 = off. Needs conditioning cgan, projection or acgan.
+    self_condition: int = 0
+    class_probs: list[float] = field(default_factory=list)  # how often G draws each class; [] = uniform
     generator: NetConfig = field(default_factory=lambda: NetConfig(output="linear"))
     discriminator: NetConfig = field(default_factory=lambda: NetConfig(activation="leaky_relu"))
     loss: LossConfig = field(default_factory=LossConfig)

@@ -20,8 +20,8 @@ Target = float | Tensor
 
 def bce_d_loss(real: Tensor, fake: Tensor, real_target: Target = 1.0, fake_target: Target = 0.0) -> Tensor:
     """-E[log D(x)] - E[log(1 - D(G(z)))] with optional soft or flipped targets."""
-    rt = torch.as_tensor(real_target, dtype=real.dtype).expand_as(real)
-    ft = torch.as_tensor(fake_target, dtype=fake.dtype).expand_as(fake)
+    rt = torch.as_tensor(real_target, dtype=real.dtype, device=real.device).expand_as(real)
+    ft = torch.as_tensor(fake_target, dtype=fake.dtype, device=fake.device).expand_as(fake)
     return (F.binary_cross_entropy_with_logits(real, rt) + F.binary_cross_entropy_with_logits(fake, ft))
 
 

@@ -21,7 +21,9 @@ class GradientPenalty:
     def penalty(self, d: nn.Module, real: Tensor, fake: Tensor, c: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
         shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-        eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+        # Drawn where the seeded generator lives (the trainer's is on the CPU), then moved.
+        gen_device = generator.device if generator is not None else real.device
+        eps = torch.rand(shape, generator=generator, device=gen_device, dtype=real.dtype).to(real.device)
         x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
         out = _call(d, x_hat, c)
         (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)

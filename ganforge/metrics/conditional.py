@@ -37,9 +37,32 @@ def label_accuracy(model: nn.Module, prior: Any, per_class: int = 500, seed: int
 def categorical_code_accuracy(model: nn.Module, prior: Any, per_class: int = 500, seed: int = 0) -> dict[str, Any]:
     """InfoGAN: accuracy of the best one-to-one mapping of categorical code values to digits."""
     codes, pred = _classify_per_class(model, prior, per_class, seed)
-    k = prior.classes
+    acc, mapping = hungarian_accuracy(codes, pred, prior.classes)
+    return {"code_accuracy": acc, "code_to_digit": mapping}
+
+
+def hungarian_accuracy(codes: np.ndarray, digits: np.ndarray, k: int) -> tuple[float, dict[int, int]]:
+    """Agreement of ``codes`` with ``digits`` under the best one-to-one mapping of codes to digits."""
     counts = np.zeros((k, 10), dtype=np.int64)
-    np.add.at(counts, (codes, pred), 1)
+    np.add.at(counts, (codes, digits), 1)
     rows, cols = linear_sum_assignment(-counts)  # maximize agreement
-    return {"code_accuracy": float(counts[rows, cols].sum() / len(codes)),
-            "code_to_digit": {int(r): int(c) for r, c in zip(rows, cols, strict=True)}}
+    return float(counts[rows, cols].sum() / len(codes)), {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
+
+
+@torch.no_grad()
+def q_accuracy(discriminator: nn.Module, head: nn.Module, classes: int, images: torch.Tensor,
+               labels: torch.Tensor) -> dict[str, Any]:
+    """InfoGAN's Q as an unsupervised classifier of real digits (the paper's "5% error" measure):
+    the most likely categorical code of each real image, mapped one-to-one to digits."""
+    was = discriminator.training, head.training
+    discriminator.eval()
+    head.eval()
+    from ganforge.nn import module_device
+
+    device = module_device(discriminator)
+    codes = torch.cat([head(discriminator.forward_features(images[i:i + 1000].to(device))[1])[:, :classes]
+                       .argmax(1).cpu() for i in range(0, len(images), 1000)])
+    discriminator.train(was[0])
+    head.train(was[1])
+    acc, mapping = hungarian_accuracy(codes.numpy(), labels.numpy(), classes)
+    return {"q_accuracy": acc, "q_code_to_digit": mapping}

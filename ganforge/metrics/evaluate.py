@@ -113,7 +113,9 @@ def _generator_batches(source: Any, n: int, batch: int, seed: int) -> Iterator[T
     else:
         from ganforge.training.trainer import Prior
         module, prior = source, Prior("normal", int(source.z_dim))
-    device = next(iter(module.parameters()), torch.zeros(())).device
+    from ganforge.nn import module_device
+
+    device = module_device(module)
     z = prior.sample(n, torch.Generator().manual_seed(seed))
     was = module.training
     module.eval()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from ganforge.config import NetConfig
@@ -45,3 +46,9 @@ def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_di
 
 def build_discriminator(cfg: NetConfig, in_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:
     return DISCRIMINATORS.get(cfg.name)(cfg, in_shape, c_dim)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module's parameters live (the CPU for a module without parameters)."""
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

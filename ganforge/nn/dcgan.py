@@ -54,10 +54,19 @@ class DCGANGenerator(nn.Module):
         bn = cfg.batch_norm is not False
         self.z_dim, self.c_dim, self.out_shape = z_dim, c_dim, tuple(out_shape)
         ch = cfg.width * 2 ** ups
-        # The projection is a transposed conv on a 1x1 map: the same map as a Linear + reshape.
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + c_dim, ch, start, 1, 0, bias=not bn)]
-        layers += [nn.BatchNorm2d(ch)] if bn else []
-        layers.append(nn.ReLU())
+        self.fc = cfg.fc
+        layers: list[nn.Module] = []
+        if cfg.fc:  # InfoGAN's G: z -> FC -> FC -> reshape, then the transposed convolutions
+            for n_in, n_out in ((z_dim + c_dim, cfg.fc), (cfg.fc, ch * start * start)):
+                layers.append(nn.Linear(n_in, n_out, bias=not bn))
+                layers += [nn.BatchNorm1d(n_out)] if bn else []
+                layers.append(nn.ReLU())
+            layers.append(nn.Unflatten(1, (ch, start, start)))
+        else:
+            # The projection is a transposed conv on a 1x1 map: the same map as a Linear + reshape.
+            layers.append(nn.ConvTranspose2d(z_dim + c_dim, ch, start, 1, 0, bias=not bn))
+            layers += [nn.BatchNorm2d(ch)] if bn else []
+            layers.append(nn.ReLU())
         for i in range(ups):
             last = i == ups - 1
             out_ch = channels if last else ch // 2
@@ -74,7 +83,7 @@ class DCGANGenerator(nn.Module):
             if c is None:
                 raise ValueError(f"this generator is conditional (c_dim={self.c_dim}): pass c")
             z = torch.cat([z, c.to(z.dtype)], dim=1)
-        return self.net(z.reshape(len(z), -1, 1, 1))
+        return self.net(z.reshape(len(z), -1) if self.fc else z.reshape(len(z), -1, 1, 1))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -102,8 +111,13 @@ class DCGANDiscriminator(nn.Module):
             layers.append(MinibatchStd())
             ch_in += 1
         layers.append(nn.Flatten())
-        self.trunk = nn.Sequential(*layers)
         self.feature_dim = ch_in * start * start
+        if cfg.fc:  # InfoGAN's D: a fully connected layer; its output are the features heads read
+            layers.append(_sn(nn.Linear(self.feature_dim, cfg.fc, bias=not bn), cfg.spectral_norm))
+            layers += [nn.BatchNorm1d(cfg.fc)] if bn else []
+            layers.append(nn.LeakyReLU(0.2))
+            self.feature_dim = cfg.fc
+        self.trunk = nn.Sequential(*layers)
         # Minibatch discrimination sits between the features and the output, so feature matching
         # and the projection term keep using the plain features.
         k = cfg.minibatch_discrimination

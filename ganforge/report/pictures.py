@@ -36,8 +36,9 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor) -> torch.
 @torch.no_grad()
 def _decode(model: nn.Module, v: torch.Tensor) -> torch.Tensor:
     """``model(v)`` in eval mode on the model's device; the result on the CPU as float."""
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    from ganforge.nn import module_device
+
+    device = module_device(model)
     was_training = model.training
     model.eval()  # batch norm must use running statistics, as when sampling
     try:

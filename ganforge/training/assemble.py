@@ -14,7 +14,7 @@ from ganforge.losses import LOSSES, AdversarialLoss, GradientPenalty, R1Penalty,
 from ganforge.nn import build_discriminator, build_generator
 from ganforge.nn.techniques import HistoricalAverage, parse_policy
 from ganforge.registry import ConfigError
-from ganforge.training.conditioning import Conditioning, build_head
+from ganforge.training.conditioning import Conditioning, build_head, cluster_labels
 from ganforge.training.trainer import GANParts, Prior
 
 
@@ -61,7 +61,31 @@ def as_data_source(data: Any, cfg: Config) -> Any:
 def build_prior(cfg: Config) -> Prior:
     """G's input: noise plus the one-hot labels or InfoGAN codes the model is configured with."""
     m = cfg.model
-    return Prior(m.noise, m.z_dim, m.classes, m.continuous_codes)
+    return Prior(m.noise, m.z_dim, m.classes, m.continuous_codes, m.class_probs)
+
+
+def self_condition(cfg: Config, source: Any) -> Any:
+    """Self-conditioning: the data with k-means cluster ids as its labels, and ``cfg.model`` set to
+    draw classes as often as the clusters occur (so G's output distribution stays the data's).
+
+    This is the idea of Liu et al. (2020), "Diverse image generation via self-conditioned GANs",
+    with clusters of pixels taken once rather than of D's features re-taken during training; no
+    label of the data set is read. The clustering is seeded, so a resumed run gets the same one.
+    """
+    m, k = cfg.model, cfg.model.self_condition
+    if m.conditioning not in ("cgan", "projection", "acgan"):
+        raise ConfigError("model.self_condition needs model.conditioning cgan, projection or acgan "
+                          f"(got '{m.conditioning}')")
+    if m.classes not in (0, k):
+        raise ConfigError(f"model.self_condition={k} sets the number of classes; model.classes is {m.classes}")
+    x = getattr(source, "x", None)
+    if not isinstance(x, torch.Tensor) or not 2 <= k <= len(x) // 2:
+        raise ConfigError(f"model.self_condition={k}: needs in-memory data with at least {2 * max(k, 2)} samples "
+                          "and at least 2 clusters")
+    labels = cluster_labels(x, k, seed=cfg.train.seed)
+    m.classes = k
+    m.class_probs = [round(float(c), 6) for c in torch.bincount(labels, minlength=k) / len(labels)]
+    return TensorData(x, labels)
 
 
 def build_conditioning(cfg: Config, source: Any, loss_kind: str) -> Conditioning | None:
@@ -109,6 +133,8 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
              discriminator: nn.Module | None = None) -> GANParts:
     """Build every part named in ``cfg``; user modules replace the named networks."""
     source = as_data_source(data, cfg)
+    if cfg.model.self_condition:
+        source = self_condition(cfg, source)
     shape = tuple(source.shape)
     if cfg.model.family == "vae":
         return assemble_vae(cfg, source, generator)

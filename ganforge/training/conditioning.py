@@ -84,6 +84,14 @@ class Conditioning:
         return torch.zeros(())
 
 
+def cluster_labels(x: Tensor, k: int, seed: int = 0) -> Tensor:
+    """Unsupervised labels for self-conditioning: k-means (scikit-learn) on the flattened samples."""
+    from sklearn.cluster import KMeans
+
+    flat = x.reshape(len(x), -1).float().numpy()
+    return torch.from_numpy(KMeans(k, n_init=1, random_state=seed).fit(flat).labels_.astype("int64"))
+
+
 def build_head(mode: str, feature_dim: int, classes: int, continuous: int) -> nn.Module | None:
     """AC-GAN's classifier or InfoGAN's Q network on D's features (None for the other modes)."""
     if mode == "acgan":

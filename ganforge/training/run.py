@@ -42,9 +42,13 @@ class RunResult:
 
 @torch.no_grad()
 def sample_from(model: nn.Module, prior: Any, n: int, seed: int = 1234, batch: int = 4096,
-                device: Any = "cpu", labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Draw ``n`` samples in eval mode with a private RNG (training's RNG streams stay untouched);
-    ``labels`` (n,) fixes the class of each sample of a conditional model."""
+                device: Any = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw ``n`` samples in eval mode with a private RNG (training's RNG streams stay untouched),
+    on ``device`` (default: the model's), returned on the CPU; ``labels`` (n,) fixes the class of
+    each sample of a conditional model."""
+    from ganforge.nn import module_device
+
+    device = module_device(model) if device is None else device
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -88,15 +92,25 @@ def image_pictures(model: nn.Module, parts: GANParts, out: Path) -> None:
 
 
 def conditional_metrics(model: nn.Module, parts: GANParts, cfg: Config) -> dict[str, Any]:
-    """On digits: how often a conditional G makes the requested digit; InfoGAN's code accuracy."""
+    """On MNIST: how often a conditional G makes the requested digit; InfoGAN's code accuracy.
+
+    Self-conditioned models are skipped: their classes are clusters, not digits.
+    """
     cond = parts.conditioning
-    if cond is None or parts.prior.classes != 10 or tuple(parts.data.shape[1:]) != (28, 28) \
-            or parts.data.shape[0] != 1:
+    if cond is None or cfg.model.self_condition or parts.prior.classes != 10 or cfg.data.name != "mnist":
         return {}
     from ganforge.metrics.conditional import categorical_code_accuracy, label_accuracy
 
     if cond.mode == "infogan":
-        return categorical_code_accuracy(model, parts.prior)
+        out = categorical_code_accuracy(model, parts.prior)
+        if parts.discriminator is not None and cond.head is not None:
+            from ganforge.data.mnist import embedded_mnist, to_tensor_images
+            from ganforge.metrics.conditional import q_accuracy
+
+            x, y = embedded_mnist("heldout")  # real digits G never saw, read by Q
+            out.update(q_accuracy(parts.discriminator, cond.head, parts.prior.classes,
+                                  to_tensor_images(x), torch.from_numpy(y)))
+        return out
     return label_accuracy(model, parts.prior)
 
 

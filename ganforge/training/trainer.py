@@ -34,11 +34,16 @@ class Prior:
     evaluation treat conditional and unconditional models alike.
     """
 
-    def __init__(self, kind: str, dim: int, classes: int = 0, continuous: int = 0) -> None:
+    def __init__(self, kind: str, dim: int, classes: int = 0, continuous: int = 0,
+                 class_probs: list[float] | None = None) -> None:
+        from ganforge.registry import ConfigError
         if kind not in ("normal", "uniform"):
-            from ganforge.registry import ConfigError
             raise ConfigError(f"model.noise: unknown prior '{kind}' (choices: normal, uniform)")
+        if class_probs and (len(class_probs) != classes or min(class_probs) < 0 or sum(class_probs) <= 0):
+            raise ConfigError(f"model.class_probs: need {classes} non-negative numbers, got {len(class_probs)}")
         self.kind, self.z_dim, self.classes, self.continuous = kind, dim, classes, continuous
+        # Labels are drawn uniformly unless the classes have known frequencies (self-conditioning).
+        self.class_probs = torch.tensor(class_probs, dtype=torch.float64) if class_probs else None
         self.dim = dim + classes + continuous  # the generator's input width
 
     def sample(self, n: int, generator: torch.Generator | None = None, device: Any = "cpu",
@@ -52,7 +57,9 @@ class Prior:
             return z
         parts = [z]
         if self.classes:
-            if labels is None:
+            if labels is None and self.class_probs is not None:
+                labels = torch.multinomial(self.class_probs, n, replacement=True, generator=generator)
+            elif labels is None:
                 labels = torch.randint(self.classes, (n,), generator=generator, device=device)
             parts.append(F.one_hot(labels.to(device).long(), self.classes).to(z.dtype))
         if self.continuous:
@@ -198,6 +205,7 @@ class Trainer:
         (d_real, h_real), (d_fake, h_fake) = self._d_out(real, c_real, heads), self._d_out(fake, c_fake, heads)
         if parts.loss.soft_targets and (tech.label_smoothing or tech.label_flip):
             rt, ft = d_targets(len(real), tech.label_smoothing, tech.label_flip, self.rng)
+            rt, ft = (t.to(d_real.device) if isinstance(t, Tensor) else t for t in (rt, ft))
             loss = parts.loss.d_loss(d_real, d_fake, real_target=rt, fake_target=ft)
         elif parts.loss.kind == "energy":
             loss = parts.loss.d_loss(d_real, d_fake, k=self.began_k)

@@ -50,6 +50,7 @@ def test_infogan_reports_code_accuracy(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((out / "summary.json").read_text())
     assert 0.1 <= s["code_accuracy"] <= 1 and sorted(s["code_to_digit"].values()) == list(range(10))
+    assert 0.1 <= s["q_accuracy"] <= 1 and sorted(s["q_code_to_digit"].values()) == list(range(10))
     bad = ganforge("sample", str(out), "--n", "2", "--out", str(tmp_path / "x.png"), "--label", "3")
     assert bad.returncode == 0  # InfoGAN's categorical code can be fixed like a label
 
@@ -61,3 +62,22 @@ def test_unconditional_run_refuses_label(tmp_path):
     bad = ganforge("sample", str(out), "--label", "1", "--n", "2", "--out", str(tmp_path / "x.npz"))
     assert bad.returncode == 2 and "not conditional" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_self_conditioned_demo_preset_exports_cluster_frequencies_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    shrink = [*SHRINK, "--set", "model.self_condition=20", "--set", "train.checkpoint_every=10"]
+    r = ganforge("train", "mnist-dcgan", "--out", str(out), "--steps", "10", *shrink)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((out / "generator.json").read_text())["model"]
+    assert meta["classes"] == 20 and len(meta["class_probs"]) == 20
+    assert abs(sum(meta["class_probs"]) - 1) < 1e-3 and min(meta["class_probs"]) > 0
+    s = json.loads((out / "summary.json").read_text())
+    assert "fid" in s and "label_accuracy" not in s  # clusters are not digits: no label accuracy
+    assert (out / "classes.png").is_file()
+    # Resuming re-clusters the same data with the same seed: the same groups, so training goes on.
+    r = ganforge("train", "--resume", str(out), "--steps", "20", "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "generator.json").read_text())["model"]["class_probs"] == meta["class_probs"]
+    r = ganforge("sample", str(out), "--n", "5", "--out", str(tmp_path / "s.npz"))
+    assert r.returncode == 0, r.stderr
