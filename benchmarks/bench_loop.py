@@ -33,30 +33,37 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAIN = ROOT.parent / "shared" / "bench" / "plain_dcgan.py"
 
 
-def load_plain():
-    if not PLAIN.is_file():
-        print(f"skipped: the baseline {PLAIN} is not here (it lives in ../shared/bench beside the repo)")
+def load_plain(path: Path = PLAIN):
+    if not path.is_file():
+        print(f"skipped: the baseline {path} is not here (it lives in ../shared/bench beside the repo)")
         sys.exit(0)
-    spec = importlib.util.spec_from_file_location("plain_dcgan", PLAIN)
+    spec = importlib.util.spec_from_file_location("plain_dcgan", path)
     mod = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(mod)
     return mod
 
 
-def plain_run(mod, data: torch.Tensor, b: int, warmup: int, steps: int) -> float:
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so a timer reads finished work."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def plain_run(mod, data: torch.Tensor, b: int, warmup: int, steps: int, device: str = "cpu") -> float:
     """The baseline's own step, verbatim in substance (see plain_dcgan.py)."""
     torch.manual_seed(0)
     nz = 100
-    g, d = mod.build(nz)
+    g, d = (m.to(device) for m in mod.build(nz))
+    data = data.to(device)
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
     bce = nn.BCEWithLogitsLoss()
-    ones, zeros = torch.ones(b, 1), torch.zeros(b, 1)
+    ones, zeros = torch.ones(b, 1, device=device), torch.zeros(b, 1, device=device)
 
     def step(i: int) -> None:
         x = data[(i * b) % (len(data) - b):][:b]
-        fake = g(torch.randn(b, nz, 1, 1))
+        fake = g(torch.randn(b, nz, 1, 1, device=device))
         loss_d = bce(d(x), ones) + bce(d(fake.detach()), zeros)
         opt_d.zero_grad()
         loss_d.backward()
@@ -68,40 +75,53 @@ def plain_run(mod, data: torch.Tensor, b: int, warmup: int, steps: int) -> float
 
     for i in range(warmup):
         step(i)
+    sync(device)
     t = time.perf_counter()
     for i in range(steps):
         step(i)
+    sync(device)
     return steps * b / (time.perf_counter() - t)
 
 
 class StepTimer:
     """A callback that times steps warmup+1 .. warmup+steps."""
 
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps, self.t0, self.t1 = warmup, steps, 0.0, 0.0
+    def __init__(self, warmup: int, steps: int, device: str = "cpu") -> None:
+        self.warmup, self.steps, self.device, self.t0, self.t1 = warmup, steps, device, 0.0, 0.0
 
     def on_step_end(self, trainer, out) -> None:
         if trainer.step_num == self.warmup:
+            sync(self.device)
             self.t0 = time.perf_counter()
         elif trainer.step_num == self.warmup + self.steps:
+            sync(self.device)
             self.t1 = time.perf_counter()
 
 
-def ganforge_run(mod, data: torch.Tensor, b: int, warmup: int, steps: int, extra: dict) -> float:
+def ganforge_run(mod, data: torch.Tensor, b: int, warmup: int, steps: int, extra: dict,
+                 device: str = "cpu") -> float:
     import ganforge
 
     torch.manual_seed(0)
     g, d = mod.build(100)
     # The user's G takes (n, 100, 1, 1); ganforge's prior draws (n, 100).
     g = nn.Sequential(nn.Unflatten(1, (100, 1, 1)), *g)
-    timer = StepTimer(warmup, steps)
+    timer = StepTimer(warmup, steps, device)
     train = {"steps": warmup + steps, "batch_size": b, "fresh_g_noise": False, "progress": False,
-             "tensorboard": False, **extra.get("train", {})}
+             "tensorboard": False, "device": device, **extra.get("train", {})}
     adam = {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
     gan = ganforge.GAN(generator=g, discriminator=d, loss="nonsaturating", z_dim=100,
                        train=train, optim_g=adam, optim_d=adam)
     gan.fit(data, callbacks=[timer])
     return steps * b / (timer.t1 - timer.t0)
+
+
+def fast_settings(device: str) -> dict:
+    """ganforge's speed settings for image training on ``device``: on a GPU, bf16 autocast and the
+    channels-last layout (tensor cores); on the CPU, see docs/BENCHMARKS.md for what was measured."""
+    if device.startswith("cuda"):
+        return {"train": {"autocast": "bf16", "channels_last": True}}
+    return {"train": {"channels_last": True}}
 
 
 def main() -> None:
@@ -112,11 +132,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fast", action="store_true",
                     help="ganforge with the image presets' speed settings (channels-last layout)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both loops run there)")
+    ap.add_argument("--baseline", type=Path, default=PLAIN, help="the plain script (default: %(default)s)")
     args = ap.parse_args()
-    # The image presets' defaults that change speed, not results: NHWC memory layout. (bf16 autocast
-    # is slower than float32 on CPUs without AMX, measured here, so the presets leave it off.)
-    extra = {"train": {"channels_last": True}} if args.fast else {}  # measured: no gain on the reference CPU
-    mod = load_plain()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("skipped: --device cuda but no CUDA GPU here")
+        sys.exit(0)
+    extra = fast_settings(args.device) if args.fast else {}
+    mod = load_plain(args.baseline)
     torch.manual_seed(0)
     data = torch.rand(4096, 1, 28, 28) * 2 - 1
     plain, ours = [], []
@@ -125,16 +148,17 @@ def main() -> None:
         runs = [("plain", plain), ("ganforge", ours)]
         for name, acc in (runs if r % 2 == 0 else runs[::-1]):
             if name == "plain":
-                acc.append(plain_run(mod, data, args.batch_size, args.warmup, args.steps))
+                acc.append(plain_run(mod, data, args.batch_size, args.warmup, args.steps, args.device))
             else:
-                acc.append(ganforge_run(mod, data, args.batch_size, args.warmup, args.steps, extra))
+                acc.append(ganforge_run(mod, data, args.batch_size, args.warmup, args.steps, extra, args.device))
             print(f"round {r + 1} {name:9s} {acc[-1]:8.1f} images/s", file=sys.stderr)
     p, g = statistics.median(plain), statistics.median(ours)
     cmd = "python benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
     print(f"reproduce: {cmd.strip()}", file=sys.stderr)
     print(json.dumps({"ganforge_images_per_second": round(g, 1), "plain_images_per_second": round(p, 1),
                       "ratio": round(g / p, 3), "batch_size": args.batch_size, "steps": args.steps,
-                      "rounds": args.rounds, "fast": args.fast, "threads": torch.get_num_threads(),
+                      "rounds": args.rounds, "fast": args.fast, "device": args.device,
+                      "threads": torch.get_num_threads(), "settings": extra.get("train", {}),
                       "command": cmd.strip()}))
 
 
