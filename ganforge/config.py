@@ -38,6 +38,10 @@ class NetConfig:
     # DCGAN: a fully connected hidden layer of this width after z (G) and before the output (D),
     # as in InfoGAN's networks; heads (InfoGAN's Q, AC-GAN's classifier) read its output. 0 = off
     fc: int = 0
+    # G: virtual batch norm (Salimans et al. 2016, sec. 3.4): its 2-D batch-norm layers take their
+    # statistics from a fixed reference batch of this many noise vectors, re-captured after every
+    # update, so one sample's output does not depend on the rest of its batch. 0 = ordinary batch norm
+    reference_batch: int = 0
 
 
 @dataclass

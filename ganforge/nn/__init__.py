@@ -13,7 +13,7 @@ from torch import nn
 from ganforge.config import NetConfig
 from ganforge.nn.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
-from ganforge.registry import Registry
+from ganforge.registry import ConfigError, Registry
 
 GeneratorBuilder = Callable[[NetConfig, int, tuple[int, ...], int], nn.Module]
 DiscriminatorBuilder = Callable[[NetConfig, tuple[int, ...], int], nn.Module]
@@ -41,7 +41,16 @@ register_discriminator("dcgan", DCGANDiscriminator, "DCGAN discriminator for 28/
 
 
 def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:
-    return GENERATORS.get(cfg.name)(cfg, z_dim, out_shape, c_dim)
+    """The named generator; with ``cfg.reference_batch``, its 2-D batch norm becomes reference-batch norm."""
+    net = GENERATORS.get(cfg.name)(cfg, z_dim, out_shape, c_dim)
+    if cfg.reference_batch:
+        from ganforge.nn.techniques import RefBatchNorm2d, use_reference_batch_norm
+
+        use_reference_batch_norm(net)
+        if not any(isinstance(m, RefBatchNorm2d) for m in net.modules()):
+            raise ConfigError(f"model.generator.reference_batch: the '{cfg.name}' generator has no 2-D batch "
+                              "norm to take reference statistics (use dcgan)")
+    return net
 
 
 def build_discriminator(cfg: NetConfig, in_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:

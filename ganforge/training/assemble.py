@@ -151,6 +151,9 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
         raise ConfigError("techniques.label_smoothing and label_flip must lie in [0, 1)")
     if t.diff_augment:
         parse_policy(t.diff_augment)  # a misspelt policy fails now, not at the first step
+    if cfg.model.discriminator.reference_batch:
+        raise ConfigError("model.discriminator.reference_batch: reference-batch norm is for G "
+                          "(its reference is a fixed batch of noise); set model.generator.reference_batch")
     prior = build_prior(cfg)
     g = generator if generator is not None else build_generator(cfg.model.generator, prior.dim, shape)
     d: nn.Module | None = None

@@ -58,6 +58,26 @@ class EMA:
         self.model.load_state_dict(state["model"])
 
 
+class ReferenceBatch:
+    """Virtual batch norm's reference (Salimans et al. 2016): a fixed batch of G's inputs, passed
+    through G before the first step and after every step, so each reference-batch-norm layer holds
+    the statistics of the reference under G's current weights."""
+
+    def __init__(self, prior: Any, n: int, seed: int = 0) -> None:
+        self.v = prior.sample(n, torch.Generator().manual_seed(seed + 7919))
+
+    def capture(self, trainer: Any) -> None:
+        from ganforge.nn.techniques import set_reference_batch
+
+        set_reference_batch(trainer.G, self.v.to(trainer.device))
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.capture(trainer)
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        self.capture(trainer)
+
+
 def lr_factor(schedule: str, step: int, total: int) -> float:
     """Multiplier of the base learning rate at ``step`` of ``total`` (a pure function of the step,
     so a resumed run needs no scheduler state)."""

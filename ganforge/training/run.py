@@ -20,7 +20,16 @@ from ganforge.config import Config, to_dict
 from ganforge.metrics.modes import mode_metrics
 from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble
-from ganforge.training.callbacks import EMA, Checkpoint, Every, Health, Logger, LRDecay, TrainingDiverged
+from ganforge.training.callbacks import (
+    EMA,
+    Checkpoint,
+    Every,
+    Health,
+    Logger,
+    LRDecay,
+    ReferenceBatch,
+    TrainingDiverged,
+)
 from ganforge.training.checkpoint import atomic_write, atomic_write_text, load_state
 from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.trainer import GANParts, Trainer
@@ -166,6 +175,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                     out_path / "tensorboard" if (out_path and tc.tensorboard) else None)
     health = Health(logger, cfg.health, parts.loss.kind == "logit")
     cbs: list[Any] = [logger, health]
+    if cfg.model.generator.reference_batch and generator is None:
+        # First, so the EMA copy and the sample plots see this step's reference statistics.
+        cbs.insert(0, ReferenceBatch(parts.prior, cfg.model.generator.reference_batch, tc.seed))
     if tc.lr_decay != "none":
         if tc.lr_decay not in ("linear", "cosine"):
             raise ConfigError(f"train.lr_decay: unknown schedule '{tc.lr_decay}' (choices: none, linear, cosine)")

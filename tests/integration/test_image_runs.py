@@ -81,3 +81,17 @@ def test_self_conditioned_demo_preset_exports_cluster_frequencies_and_resumes(tm
     assert json.loads((out / "generator.json").read_text())["model"]["class_probs"] == meta["class_probs"]
     r = ganforge("sample", str(out), "--n", "5", "--out", str(tmp_path / "s.npz"))
     assert r.returncode == 0, r.stderr
+
+
+def test_reference_batch_norm_run_exports_a_generator_that_samples(tmp_path):
+    out = tmp_path / "vbn"
+    r = ganforge("train", "mnist-dcgan-plain", "--out", str(out), "--steps", "10", *SHRINK,
+                 "--set", "model.generator.reference_batch=16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = ganforge("sample", str(out), "--n", "4", "--out", str(tmp_path / "s.npz"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    import numpy as np
+
+    with np.load(tmp_path / "s.npz") as z:
+        x = z[z.files[0]]
+    assert x.shape[0] == 4 and np.isfinite(x).all()

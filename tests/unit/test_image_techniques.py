@@ -333,3 +333,46 @@ def test_diff_augment_unknown_policy_names_the_closest_valid_one() -> None:
     assert parse_policy(" color , cutout ") == ["color", "cutout"]
     with pytest.raises(ConfigError, match=r"\(n, C, H, W\)"):
         diff_augment(torch.zeros(4, 2), "translation")
+
+
+# -- reference-batch norm as a config switch -----------------------------------------------------
+
+
+def _ref_config(**generator) -> dict:
+    g = {"name": "dcgan", "width": 4, "reference_batch": 8} | generator
+    return {"model": {"z_dim": 8, "generator": g, "discriminator": {"name": "dcgan", "width": 4}},
+            "train": {"batch_size": 8, "steps": 3, "progress": False, "seed": 0}}
+
+
+def test_reference_batch_switch_trains_and_keeps_samples_independent_of_their_batch() -> None:
+    from ganforge.config import from_dict
+    from ganforge.training.run import train
+
+    data = torch.rand(64, 1, 28, 28) * 2 - 1
+    result = train(from_dict(_ref_config()), data=data)
+    g = result.parts.generator
+    refs = [m for m in g.modules() if isinstance(m, RefBatchNorm2d)]
+    assert len(refs) == 2 and all(int(m.ref_count) == 8 for m in refs)
+    # The reference was re-captured after the last update: capturing again changes nothing.
+    before = [m.ref_mean.clone() for m in refs]
+    result.trainer.callbacks[0].capture(result.trainer)
+    assert all(torch.allclose(b, m.ref_mean) for b, m in zip(before, refs, strict=True))
+    g.train()
+    v = result.parts.prior.sample(6, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        alone, together = g(v[:1]), g(v)[:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+
+
+@pytest.mark.parametrize("model, match", [
+    ({"generator": {"name": "mlp", "reference_batch": 8}}, "no 2-D batch norm"),
+    ({"discriminator": {"name": "dcgan", "width": 4, "reference_batch": 8}}, "reference-batch norm is for G"),
+])
+def test_reference_batch_misuse_is_a_config_error(model, match) -> None:
+    from ganforge.config import from_dict
+    from ganforge.training.assemble import assemble
+
+    cfg = _ref_config()
+    cfg["model"] |= model
+    with pytest.raises(ConfigError, match=match):
+        assemble(from_dict(cfg), data=torch.rand(32, 1, 28, 28) * 2 - 1)
