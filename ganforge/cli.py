@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,10 @@ def _headline(name: str, s: dict[str, Any], out: Path) -> str:
 def _cmd_presets(args: argparse.Namespace) -> int:
     from ganforge.config import load_yaml, preset_names
 
-    for name in preset_names():
-        print(f"{name:16s} {load_yaml(name).get('description', '')}")
+    names = preset_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:{width}s}  {load_yaml(name).get('description', '')}")
     return 0
 
 
@@ -231,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ganforge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`ganforge presets | head`): stop quietly, as Unix tools do, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

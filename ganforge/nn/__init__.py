@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ganforge.config import NetConfig
-from ganforge.nn.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganforge.nn.dcgan import DCGANAutoencoderDiscriminator, DCGANDiscriminator, DCGANGenerator
 from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
 from ganforge.registry import ConfigError, Registry
 
@@ -38,6 +38,8 @@ register_discriminator("mlp-autoencoder", MLPAutoencoderDiscriminator,
                        "BEGAN's auto-encoder discriminator (outputs reconstruction errors)")
 register_generator("dcgan", DCGANGenerator, "DCGAN generator for 28/32/64-pixel images (Radford et al. 2016)")
 register_discriminator("dcgan", DCGANDiscriminator, "DCGAN discriminator for 28/32/64-pixel images")
+register_discriminator("dcgan-autoencoder", DCGANAutoencoderDiscriminator,
+                       "BEGAN's auto-encoder discriminator with DCGAN convolutions (outputs reconstruction errors)")
 
 
 def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:

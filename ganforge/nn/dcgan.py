@@ -147,3 +147,46 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         return self.forward_features(x, c)[0]
+
+
+class DCGANAutoencoderDiscriminator(nn.Module):
+    """BEGAN's discriminator (Berthelot et al. 2017) in DCGAN shape: strided convolutions -> a code of
+    ``fc`` units (64 when 0) -> a mirror of them with transposed convolutions; the output is each
+    image's mean L1 reconstruction error. No batch norm (BEGAN uses none); ``activation`` as configured
+    (the paper's ELU, or LeakyReLU)."""
+
+    def __init__(self, cfg: NetConfig, in_shape: tuple[int, ...], c_dim: int = 0) -> None:
+        super().__init__()
+        if c_dim:
+            raise ConfigError("the dcgan-autoencoder discriminator is unconditional (BEGAN)")
+        from ganforge.nn.mlp import activation
+
+        channels, start, downs = _layout(in_shape)
+        enc: list[nn.Module] = []
+        ch_in, ch = channels, cfg.width
+        for _ in range(downs):
+            enc += [nn.Conv2d(ch_in, ch, 4, 2, 1), activation(cfg.activation)]
+            ch_in, ch = ch, ch * 2
+        code = cfg.fc or 64
+        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(ch_in * start * start, code))
+        dec: list[nn.Module] = [nn.Linear(code, ch_in * start * start), activation(cfg.activation),
+                                nn.Unflatten(1, (ch_in, start, start))]
+        for i in range(downs):
+            last = i == downs - 1
+            out_ch = channels if last else ch_in // 2
+            dec.append(nn.ConvTranspose2d(ch_in, out_ch, 4, 2, 1))
+            if not last:
+                dec.append(activation(cfg.activation))
+            ch_in = out_ch
+        self.decoder = nn.Sequential(*dec)
+
+    def features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """The auto-encoder's code."""
+        return self.encoder(x)
+
+    def reconstruct(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        return self.decoder(self.encoder(x))
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        return (self.reconstruct(x) - x).abs().flatten(1).mean(1)
+

@@ -163,9 +163,9 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
             d = discriminator
         else:
             dcfg = cfg.model.discriminator
-            if loss.kind == "energy" and dcfg.name == "mlp":
-                # BEGAN's discriminator must be an auto-encoder; pick the MLP one for the MLP default.
-                dcfg = dataclasses.replace(dcfg, name="mlp-autoencoder")
+            if loss.kind == "energy" and dcfg.name in ("mlp", "dcgan"):
+                # BEGAN's discriminator must be an auto-encoder: the one of the same family.
+                dcfg = dataclasses.replace(dcfg, name=f"{dcfg.name}-autoencoder")
             if cond is not None and cond.mode == "projection":
                 dcfg = dataclasses.replace(dcfg, conditioning="projection")
             d = build_discriminator(dcfg, shape, cfg.model.classes if cond is not None and cond.d_sees_labels else 0)
