@@ -14,6 +14,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from ganforge.nn import module_device
 from ganforge.training.run import sample_from
 
 
@@ -57,8 +58,6 @@ def q_accuracy(discriminator: nn.Module, head: nn.Module, classes: int, images: 
     was = discriminator.training, head.training
     discriminator.eval()
     head.eval()
-    from ganforge.nn import module_device
-
     device = module_device(discriminator)
     codes = torch.cat([head(discriminator.forward_features(images[i:i + 1000].to(device))[1])[:, :classes]
                        .argmax(1).cpu() for i in range(0, len(images), 1000)])

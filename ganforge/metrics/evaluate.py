@@ -22,6 +22,7 @@ from ganforge.metrics.features import FeatureExtractor, get_extractor
 from ganforge.metrics.modes import stacked_mnist_modes
 from ganforge.metrics.pipeline import IMAGE_METRICS, compute_image_metrics
 from ganforge.metrics.stats import FeatureStats, collect
+from ganforge.nn import module_device
 from ganforge.registry import ConfigError, closest
 
 ALL_METRICS = (*IMAGE_METRICS, "modes")
@@ -113,8 +114,6 @@ def _generator_batches(source: Any, n: int, batch: int, seed: int) -> Iterator[T
     else:
         from ganforge.training.trainer import Prior
         module, prior = source, Prior("normal", int(source.z_dim))
-    from ganforge.nn import module_device
-
     device = module_device(module)
     z = prior.sample(n, torch.Generator().manual_seed(seed))
     was = module.training

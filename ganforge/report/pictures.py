@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.nn import module_device
 from ganforge.report.plots import save_image_grid
 from ganforge.training.checkpoint import atomic_write
 
@@ -36,8 +37,6 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor) -> torch.
 @torch.no_grad()
 def _decode(model: nn.Module, v: torch.Tensor) -> torch.Tensor:
     """``model(v)`` in eval mode on the model's device; the result on the CPU as float."""
-    from ganforge.nn import module_device
-
     device = module_device(model)
     was_training = model.training
     model.eval()  # batch norm must use running statistics, as when sampling

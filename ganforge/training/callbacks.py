@@ -69,9 +69,10 @@ class ReferenceBatch:
     def capture(self, trainer: Any) -> None:
         from ganforge.nn.techniques import set_reference_batch
 
-        set_reference_batch(trainer.G, self.v.to(trainer.device))
+        set_reference_batch(trainer.G, self.v)
 
     def on_train_start(self, trainer: Any) -> None:
+        self.v = self.v.to(trainer.device)  # once, not in every step
         self.capture(trainer)
 
     def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:

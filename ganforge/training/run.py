@@ -18,6 +18,7 @@ from torch import nn
 
 from ganforge.config import Config, to_dict
 from ganforge.metrics.modes import mode_metrics
+from ganforge.nn import module_device
 from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble
 from ganforge.training.callbacks import (
@@ -55,8 +56,6 @@ def sample_from(model: nn.Module, prior: Any, n: int, seed: int = 1234, batch: i
     """Draw ``n`` samples in eval mode with a private RNG (training's RNG streams stay untouched),
     on ``device`` (default: the model's), returned on the CPU; ``labels`` (n,) fixes the class of
     each sample of a conditional model."""
-    from ganforge.nn import module_device
-
     device = module_device(model) if device is None else device
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training

@@ -81,8 +81,9 @@ def instance_noise_std(start: float, step: int, anneal_steps: int) -> float:
 
 
 def d_targets(n: int, smoothing: float, flip: float, generator: torch.Generator | None,
-              dtype: torch.dtype = torch.float32) -> tuple[Tensor | float, Tensor | float]:
-    """D's targets for real and fake samples: one-sided smoothing (real -> 1 - s), then flipping."""
+              dtype: torch.dtype = torch.float32, device: Any = "cpu") -> tuple[Tensor | float, Tensor | float]:
+    """D's targets for real and fake samples: one-sided smoothing (real -> 1 - s), then flipping.
+    Flips are drawn with ``generator`` (on its own device); the targets are returned on ``device``."""
     real, fake = 1.0 - smoothing, 0.0
     if flip <= 0:
         return real, fake
@@ -91,7 +92,7 @@ def d_targets(n: int, smoothing: float, flip: float, generator: torch.Generator 
     flip_r = torch.rand(n, generator=generator) < flip
     flip_f = torch.rand(n, generator=generator) < flip
     # A flipped real is labelled fake (0) and a flipped fake is labelled real (1 - s).
-    return torch.where(flip_r, ft, rt), torch.where(flip_f, torch.full_like(ft, real), ft)
+    return torch.where(flip_r, ft, rt).to(device), torch.where(flip_f, torch.full_like(ft, real), ft).to(device)
 
 
 def grad_norm(params: list[Tensor]) -> Tensor:
@@ -204,8 +205,7 @@ class Trainer:
         heads = cond is not None and cond.needs_features
         (d_real, h_real), (d_fake, h_fake) = self._d_out(real, c_real, heads), self._d_out(fake, c_fake, heads)
         if parts.loss.soft_targets and (tech.label_smoothing or tech.label_flip):
-            rt, ft = d_targets(len(real), tech.label_smoothing, tech.label_flip, self.rng)
-            rt, ft = (t.to(d_real.device) if isinstance(t, Tensor) else t for t in (rt, ft))
+            rt, ft = d_targets(len(real), tech.label_smoothing, tech.label_flip, self.rng, device=d_real.device)
             loss = parts.loss.d_loss(d_real, d_fake, real_target=rt, fake_target=ft)
         elif parts.loss.kind == "energy":
             loss = parts.loss.d_loss(d_real, d_fake, k=self.began_k)
