@@ -2,12 +2,19 @@
 from ganforge.api import GAN, LoadedGenerator, load
 from ganforge.config import Config, load_config
 from ganforge.data import register_dataset
-from ganforge.losses import register_loss
+from ganforge.data.source import DataSource
+from ganforge.data.spec import DataSpec, Span
+from ganforge.data.tensor import TensorData
+from ganforge.data.transform import register_transform
+from ganforge.generator import GeneratorArtifact, Prior
 from ganforge.metrics.evaluate import evaluate
 from ganforge.metrics.features import register_feature_extractor
 from ganforge.nn import register_discriminator, register_generator
+from ganforge.objectives import Phase, register_loss, register_objective
 from ganforge.registry import ConfigError
 
 __version__ = "0.1.0"
-__all__ = ["GAN", "Config", "ConfigError", "LoadedGenerator", "evaluate", "load", "load_config", "register_dataset",
-           "register_discriminator", "register_feature_extractor", "register_generator", "register_loss"]
+__all__ = ["GAN", "Config", "ConfigError", "DataSource", "DataSpec", "GeneratorArtifact", "LoadedGenerator", "Phase",
+           "Prior", "Span", "TensorData", "evaluate", "load", "load_config", "register_dataset",
+           "register_discriminator", "register_feature_extractor", "register_generator", "register_loss",
+           "register_objective", "register_transform"]

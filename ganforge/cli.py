@@ -87,14 +87,17 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
-    from ganforge.api import load
-    from ganforge.training.checkpoint import atomic_write
+    from ganforge.generator import load
+    from ganforge.io import atomic_write
 
     if args.n <= 0:
         raise ConfigError("--n must be positive")
     gen = load(args.run)
     x = gen.sample(args.n, seed=args.seed, label=args.label)
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError("this generator returns data that is not a tensor; use the Python API to save it")
     out = Path(args.out)
     if out.suffix == ".npz":
         atomic_write(out, lambda tmp: np.savez(open(tmp, "wb"), samples=x.numpy()))
@@ -121,13 +124,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from ganforge.io import atomic_write_text
     from ganforge.metrics.evaluate import DEFAULT_METRICS, evaluate
-    from ganforge.training.checkpoint import atomic_write_text
 
     src = Path(args.source)
     result: dict[str, Any]
     if (src / "config.yaml").is_file():
-        from ganforge.api import load
+        from ganforge.generator import load
         from ganforge.training.image_eval import resolve_reference
         from ganforge.training.run import load_run_config
 

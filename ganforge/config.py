@@ -48,11 +48,13 @@ class NetConfig:
 class LossConfig:
     """The adversarial loss and the regularizers that go with it."""
 
-    name: str = "nonsaturating"  # see `ganforge.losses.LOSSES`
+    name: str = "nonsaturating"  # an adversarial loss (`ganforge.objectives.LOSSES`), or began / mmd
     weight_clip: float = 0.0  # WGAN: clip D's weights to [-c, c] after each D step; 0 = off
     gradient_penalty: float = 0.0  # WGAN-GP lambda; 0 = off
     r1: float = 0.0  # R1 penalty gamma on real data; 0 = off
-    reg_interval: int = 1  # apply gradient regularizers every N D steps (lazy regularization)
+    # Lazy regularization: gradient_penalty and r1 run in their own phase every N iterations, scaled
+    # by the D updates they stand for (N x train.d_steps); 1 = in every D update
+    reg_interval: int = 1
     began_gamma: float = 0.5  # BEGAN diversity ratio gamma = E[L(G(z))] / E[L(x)]
     began_lambda_k: float = 0.001  # BEGAN learning rate of the balance term k_t
     mmd_bandwidths: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
@@ -90,10 +92,13 @@ class ModelConfig:
     """A GAN composed from named parts."""
 
     family: str = "gan"  # gan | vae (the baseline: decoder = generator, encoder = discriminator's trunk)
+    # What each phase of training computes (`ganforge.objectives.OBJECTIVES`: adversarial, began, mmd,
+    # elbo, or your own registered one); "" = implied by loss.name and family
+    objective: str = ""
     z_dim: int = 2
     noise: str = "normal"  # normal | uniform (on [-1, 1])
     vae_beta: float = 1.0  # weight of the VAE's KL term
-    conditioning: str = "none"  # none | cgan | projection | acgan | infogan (see training/conditioning.py)
+    conditioning: str = "none"  # none | cgan | projection | acgan | infogan (see objectives/auxiliary.py)
     classes: int = 0  # one-hot labels given to G (conditional GANs) or InfoGAN's categorical code size
     continuous_codes: int = 0  # InfoGAN's continuous codes, uniform on [-1, 1]
     aux_weight: float = 1.0  # weight of AC-GAN's classification loss / InfoGAN's mutual-information term
@@ -238,11 +243,12 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return obj
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged onto ``base``, nested mappings key by key (neither is modified)."""
     out = dict(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge(out[k], v)
         else:
             out[k] = v
     return out
@@ -255,7 +261,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Build a validated :class:`Config` from a (possibly partial) nested dict."""
-    return _build(Config, _merge(to_dict(Config()), data))
+    return _build(Config, merge(to_dict(Config()), data))
 
 
 def _all_keys(cls: type, prefix: str = "") -> list[str]:
@@ -290,7 +296,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``--set`` overrides to a nested dict, rejecting unknown keys by name."""
     valid = _all_keys(Config)
-    # A deep copy: _merge({}, data) would share the nested dicts and the overrides would edit the caller's.
+    # A deep copy: merge({}, data) would share the nested dicts and the overrides would edit the caller's.
     out = copy.deepcopy(data)
     for text in overrides:
         key, value = parse_override(text)
@@ -336,7 +342,7 @@ def load_yaml(path_or_preset: str) -> dict[str, Any]:
         # A preset may extend another one (by name, or a path relative to this file).
         if str(base).endswith((".yaml", ".yml")) and path.suffix:
             base = str(path.parent / base)
-        data = _merge({k: v for k, v in load_yaml(base).items() if k not in ("preset", "description")}, data)
+        data = merge({k: v for k, v in load_yaml(base).items() if k not in ("preset", "description")}, data)
     data.setdefault("preset", path.stem if path.suffix else path_or_preset)
     return data
 

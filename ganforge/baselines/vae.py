@@ -5,7 +5,8 @@ trunk of a discriminator network (``model.discriminator``) followed by a linear 
 log-variance of q(z|x). Pixels in [-1, 1] are modelled as Bernoulli on (x + 1) / 2, the usual
 likelihood for MNIST: the decoder outputs logits ``l`` and the VAE's sample is the mean
 2 sigmoid(l) - 1 = tanh(l / 2). ``forward(z)`` decodes, so a VAE samples, is exported, loaded and
-evaluated exactly like a GAN generator.
+evaluated exactly like a GAN generator; ``forward(x, elbo=True)`` is the training loss (the ELBO
+objective calls it through the module, as a wrapper would need).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import ModelConfig
+from ganforge.data.spec import DataSpec
+from ganforge.nn import build_discriminator, build_generator, feature_dim
 
 
 class VAE(nn.Module):
@@ -29,12 +32,16 @@ class VAE(nn.Module):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z|x)."""
-        mu, logvar = self.posterior(self.encoder.features(x)).chunk(2, dim=1)
+        mu, logvar = self.posterior(self.encoder(x, features=True)[1]).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """Decode: the mean image 2 sigmoid(l) - 1 of p(x|z)."""
-        return torch.tanh(self.decoder(z) / 2)
+    def forward(self, v: Tensor, elbo: bool = False,
+                generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """Decode ``v = z``: the mean image 2 sigmoid(l) - 1 of p(x|z); with ``elbo``, ``v`` is a data
+        batch and the result is :meth:`negative_elbo` of it."""
+        if elbo:
+            return self.negative_elbo(v, generator)
+        return torch.tanh(self.decoder(v) / 2)
 
     def negative_elbo(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """-ELBO per image (nats): Bernoulli reconstruction term + beta KL(q(z|x) || N(0, I))."""
@@ -49,23 +56,17 @@ class VAE(nn.Module):
         return loss, {"recon": recon.detach(), "kl": kl.detach()}
 
 
-def build_vae(model: ModelConfig, shape: tuple[int, ...]) -> VAE:
+def build_vae(model: ModelConfig, spec: DataSpec) -> VAE:
     """A VAE whose decoder is ``model.generator`` (with a linear output) and encoder ``model.discriminator``."""
-    from ganforge.nn import build_discriminator, build_generator
-
     dec_cfg = model.generator
     if dec_cfg.name == "mlp":
         # The decoder must output logits; the MLP's tanh head would squash them.
         dec_cfg = dataclasses.replace(dec_cfg, output="linear")
-    decoder = build_generator(dec_cfg, model.z_dim, shape)
+    decoder = build_generator(dec_cfg, spec, model.z_dim)
     if dec_cfg.name == "dcgan":
         decoder.net = decoder.net[:-1]  # drop tanh: the VAE needs logits (applied again in forward)
-    encoder = build_discriminator(model.discriminator, shape)
-    with torch.no_grad():
-        was = encoder.training
-        feature_dim = encoder.eval().features(torch.zeros(2, *shape)).shape[1]
-        encoder.train(was)
-    return VAE(encoder, decoder, feature_dim, model.z_dim, beta=model.vae_beta)
+    encoder = build_discriminator(model.discriminator, spec)
+    return VAE(encoder, decoder, feature_dim(encoder, spec), model.z_dim, beta=model.vae_beta)
 
 
 def bits_per_dim(nats: float, shape: tuple[int, ...]) -> float:

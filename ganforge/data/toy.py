@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ganforge.data.spec import DataSpec
+
 
 @dataclass
 class GaussianMixture:
@@ -25,8 +27,16 @@ class GaussianMixture:
         return (self.means.shape[1],)
 
     @property
+    def spec(self) -> DataSpec:
+        return DataSpec(self.shape)
+
+    @property
     def modes(self) -> Tensor:
         return self.means
+
+    def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Fresh samples as a batch ``{"x": ...}``."""
+        return {"x": self.sample(n, generator)}
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         idx = torch.multinomial(self.weights, n, replacement=True, generator=generator)

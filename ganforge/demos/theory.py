@@ -38,8 +38,8 @@ from ganforge.config import Config, DataConfig, NetConfig
 from ganforge.data.toy import gaussian1d
 from ganforge.nn import build_discriminator
 from ganforge.training.assemble import assemble
-from ganforge.training.checkpoint import atomic_write_text
-from ganforge.training.run import sample_from
+from ganforge.generator import sample, sampling_mode
+from ganforge.io import atomic_write_text
 from ganforge.training.trainer import GANParts, Trainer
 
 # p_data, shared by the figure and the checks; p_g of the frozen generator overlaps it substantially
@@ -225,14 +225,10 @@ def d_probability(d: nn.Module, x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-d_logits(d, x)))
 
 
-@torch.no_grad()
 def d_logits(d: nn.Module, x: np.ndarray) -> np.ndarray:
     """D's raw outputs (logits) on a grid of x, in eval mode, as float64."""
-    was_training = d.training
-    d.eval()
-    out = d(torch.as_tensor(x, dtype=torch.float32)[:, None]).double().numpy()
-    d.train(was_training)
-    return out
+    with sampling_mode(d):
+        return d(torch.as_tensor(x, dtype=torch.float32)[:, None]).double().numpy()
 
 
 class _Snapshots:
@@ -246,14 +242,11 @@ class _Snapshots:
         g, d = self.parts.generator, self.parts.discriminator
         assert d is not None
         # A private seed for sampling, so photographing never perturbs the training RNG streams.
-        samples = sample_from(g, self.parts.prior, self.n, seed=1234).double().numpy().ravel()
+        samples = sample(g, self.parts.prior, self.n, seed=1234).double().numpy().ravel()
         # z at the mid-quantiles of N(0, 1): each line of the z -> x panel carries 1/20 of the mass.
         z = norm.ppf((np.arange(20) + 0.5) / 20)
-        with torch.no_grad():
-            was_training = g.training
-            g.eval()
+        with sampling_mode(g):
             gz = g(torch.as_tensor(z, dtype=torch.float32)[:, None]).double().numpy().ravel()
-            g.train(was_training)
         self.frames.append({"step": step, "d": d_probability(d, self.xs), "p_g": _kde(samples, self.xs),
                             "z": z, "g_of_z": gz, "g_mean": float(samples.mean()),
                             "g_std": float(samples.std())})

@@ -14,16 +14,15 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from ganforge.generator import sample, sampling_mode
+from ganforge.metrics.features import get_extractor
 from ganforge.nn import module_device
-from ganforge.training.run import sample_from
 
 
 def _classify_per_class(model: nn.Module, prior: Any, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from ganforge.metrics.features import get_extractor
-
     classify = get_extractor("digits").classify  # type: ignore[attr-defined]
     labels = torch.arange(prior.classes).repeat_interleave(per_class)
-    x = sample_from(model, prior, len(labels), seed=seed, labels=labels)
+    x = sample(model, prior, len(labels), seed=seed, labels=labels)
     pred = torch.cat([classify(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
     return labels.numpy(), pred.numpy()
 
@@ -50,18 +49,13 @@ def hungarian_accuracy(codes: np.ndarray, digits: np.ndarray, k: int) -> tuple[f
     return float(counts[rows, cols].sum() / len(codes)), {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
 
 
-@torch.no_grad()
-def q_accuracy(discriminator: nn.Module, head: nn.Module, classes: int, images: torch.Tensor,
-               labels: torch.Tensor) -> dict[str, Any]:
+def q_accuracy(discriminator: nn.Module, classes: int, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """InfoGAN's Q as an unsupervised classifier of real digits (the paper's "5% error" measure):
-    the most likely categorical code of each real image, mapped one-to-one to digits."""
-    was = discriminator.training, head.training
-    discriminator.eval()
-    head.eval()
+    the most likely categorical code of each real image (D's head output, ``aux=True``), mapped
+    one-to-one to digits."""
     device = module_device(discriminator)
-    codes = torch.cat([head(discriminator.forward_features(images[i:i + 1000].to(device))[1])[:, :classes]
-                       .argmax(1).cpu() for i in range(0, len(images), 1000)])
-    discriminator.train(was[0])
-    head.train(was[1])
+    with sampling_mode(discriminator):
+        codes = torch.cat([discriminator(images[i:i + 1000].to(device), aux=True)[1]["aux"][:, :classes]
+                           .argmax(1).cpu() for i in range(0, len(images), 1000)])
     acc, mapping = hungarian_accuracy(codes.numpy(), labels.numpy(), classes)
     return {"q_accuracy": acc, "q_code_to_digit": mapping}

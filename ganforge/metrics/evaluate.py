@@ -1,6 +1,7 @@
 """``ganforge.evaluate``: one entry point from anything that makes images to numbers with their protocol.
 
-Sources: a run folder, a saved generator, a :class:`~ganforge.api.GAN`, a module with ``z_dim``, a
+Sources: a run folder, a saved generator (:class:`~ganforge.generator.GeneratorArtifact`), a
+:class:`~ganforge.api.GAN` (anything with an ``artifact``), a module with ``z_dim``, a
 tensor of images, a folder of image files, an ``.npz``/``.npy`` array file, or a data set spec such as
 ``mnist:train5k``. References: a data set spec (default ``mnist:heldout``), a tensor, a folder or an
 array file. Reference statistics are computed once per process and reused.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ganforge.data import DATASETS, build_dataset
+from ganforge.data.images import load_image_folder
+from ganforge.data.mnist import to_tensor_images
+from ganforge.generator import GeneratorArtifact, Prior, load, sampling_mode
 from ganforge.metrics import digits as _digits  # noqa: F401  (registers the "digits" extractor)
 from ganforge.metrics.features import FeatureExtractor, get_extractor
 from ganforge.metrics.modes import stacked_mnist_modes
@@ -46,8 +50,6 @@ def parse_metrics(metrics: str | list[str] | tuple[str, ...]) -> list[str]:
 
 def dataset_images(spec: str) -> Tensor:
     """Images of a data set spec ``NAME[:SPLIT]`` (e.g. ``mnist:heldout``)."""
-    from ganforge.data import DATASETS, build_dataset
-
     name, _, split = spec.partition(":")
     if name not in DATASETS:
         raise ConfigError(f"unknown data set '{name}' in '{spec}'{closest(name, DATASETS.keys())}")
@@ -58,8 +60,6 @@ def dataset_images(spec: str) -> Tensor:
 
 
 def _array_file(path: Path) -> Tensor:
-    from ganforge.data.mnist import to_tensor_images
-
     with np.load(path, allow_pickle=False) as f:  # never unpickle: an array file is data only
         arr = f[f.files[0]] if hasattr(f, "files") else f
         arr = np.asarray(arr)
@@ -75,8 +75,6 @@ def load_images(spec: str | Path | Tensor, like: Tensor | None = None) -> tuple[
         return spec, f"tensor{tuple(spec.shape)}"
     path = Path(spec)
     if path.is_dir():
-        from ganforge.data.images import load_image_folder
-
         size, channels = (like.shape[-1], like.shape[1]) if like is not None else (28, 1)
         return load_image_folder(path, size, channels), f"folder:{path}"
     if path.suffix in (".npz", ".npy"):
@@ -88,56 +86,39 @@ def load_images(spec: str | Path | Tensor, like: Tensor | None = None) -> tuple[
     return dataset_images(str(spec)), str(spec)
 
 
-@dataclass
-class Sampler:
-    """A generator module and its noise prior: what :func:`evaluate` samples from during training."""
-
-    module: nn.Module
-    prior: Any
-
-
-def _is_generator(source: Any) -> bool:
-    from ganforge.api import GAN
-
-    return (isinstance(source, GAN) or (hasattr(source, "module") and hasattr(source, "prior"))
-            or (isinstance(source, nn.Module) and hasattr(source, "z_dim")))
+def _as_generator(source: Any) -> tuple[nn.Module, Prior] | None:
+    """(module, prior) of anything that generates: an artifact, a GAN (``.artifact``), an object with
+    ``module`` and ``prior``, or a module with ``z_dim`` (a normal prior); None for image sets."""
+    if hasattr(source, "artifact") and not isinstance(source, nn.Module):
+        source = source.artifact
+    if isinstance(source, GeneratorArtifact) or (hasattr(source, "module") and hasattr(source, "prior")):
+        return source.module, source.prior
+    if isinstance(source, nn.Module) and hasattr(source, "z_dim"):
+        return source, Prior("normal", int(source.z_dim))
+    return None
 
 
-def _generator_batches(source: Any, n: int, batch: int, seed: int) -> Iterator[Tensor]:
+def _generator_batches(module: nn.Module, prior: Prior, n: int, batch: int, seed: int) -> Iterator[Tensor]:
     """Samples of a generator in batches; the noise is drawn at once so the batch size changes nothing."""
-    from ganforge.api import GAN
-
-    if isinstance(source, GAN):
-        module, prior = source.generator, source.result.parts.prior  # type: ignore[union-attr]
-    elif hasattr(source, "module") and hasattr(source, "prior"):  # Sampler, LoadedGenerator
-        module, prior = source.module, source.prior
-    else:
-        from ganforge.training.trainer import Prior
-        module, prior = source, Prior("normal", int(source.z_dim))
     device = module_device(module)
     z = prior.sample(n, torch.Generator().manual_seed(seed))
-    was = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            for i in range(0, n, batch):
-                yield module(z[i:i + batch].to(device)).float().cpu()
-    finally:
-        module.train(was)
+    with sampling_mode(module):
+        for i in range(0, n, batch):
+            yield module(z[i:i + batch].to(device)).float().cpu()
 
 
 def _source_batches(source: Any, n: int | None, batch: int, seed: int,
                     like: Tensor | None) -> tuple[Callable[[], Iterator[Tensor]], int, str]:
     """(a batch iterator factory, the sample count, a description) for any supported source."""
     if isinstance(source, (str, Path)) and Path(source).is_dir() and (Path(source) / "config.yaml").is_file():
-        from ganforge.api import load
         desc = f"run:{source}"
         source = load(source)
     else:
         desc = ""
-    if _is_generator(source):
+    gen = _as_generator(source)
+    if gen is not None:
         count = n or 5000
-        return (lambda: _generator_batches(source, count, batch, seed)), count, desc or type(source).__name__
+        return (lambda: _generator_batches(*gen, count, batch, seed)), count, desc or type(source).__name__
     if isinstance(source, nn.Module):
         raise ConfigError("a module to evaluate needs a z_dim attribute (or pass a GAN / ganforge.load(...) result)")
     images, desc = load_images(source, like)

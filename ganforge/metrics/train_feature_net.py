@@ -1,17 +1,25 @@
 """Train the shipped digit classifier, deterministically.
 
-    python -m ganforge.metrics.train_feature_net [--epochs 12] [--out PATH.safetensors]
+    python -m ganforge.metrics.train_feature_net [--epochs 12] [--out PATH.safetensors] [--results PATH.json]
 
 Data: the embedded MNIST ``fit`` split (the 5,000 training images plus the even half of the test
 set); held-out accuracy on the ``heldout`` split (the odd half of the test set) is printed at the
 end with the weights' SHA-256, which :mod:`ganforge.metrics.digits` pins. Same torch version and
 thread count, same bytes.
+
+``--out`` (default: the shipped weights file) is where the weights go; to check the shipped file
+without touching it, write them elsewhere (``--out /tmp/digits.safetensors``). ``--results`` writes
+a JSON results file: accuracies, SHA-256 and whether it equals the pinned one, seed, epochs, the
+command line, torch version, thread count and CPU.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +29,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ganforge.data.mnist import embedded_mnist, to_tensor_images
-from ganforge.metrics.digits import WEIGHTS_FILE, DigitNet, sha256_bytes
-from ganforge.training.checkpoint import atomic_write
+from ganforge.metrics.digits import WEIGHTS_FILE, WEIGHTS_SHA256, DigitNet, sha256_bytes
+from ganforge.io import atomic_write
 
 
 def augment(x: Tensor, gen: torch.Generator) -> Tensor:
@@ -78,6 +86,16 @@ def train(epochs: int, batch_size: int, lr: float, seed: int) -> tuple[DigitNet,
     return net.eval(), report
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=12)
@@ -85,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads (part of what makes it reproducible)")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / WEIGHTS_FILE)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / WEIGHTS_FILE,
+                   help="where the weights go (default: the shipped file, %(default)s)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="also write the report as a JSON results file (e.g. docs/results/digit_classifier.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
@@ -96,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(args.out, lambda tmp: save_file(tensors, tmp, metadata={"report": json.dumps(meta)}))
     report["sha256"] = sha256_bytes(args.out.read_bytes())
     report["weights"] = str(args.out)
+    report["pinned_sha256"] = WEIGHTS_SHA256
+    report["sha256_matches_pinned"] = report["sha256"] == WEIGHTS_SHA256
+    if args.results is not None:
+        cmd = " ".join(["python -m ganforge.metrics.train_feature_net",
+                        *(sys.argv[1:] if argv is None else argv)])
+        results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   "command": cmd, **report, "cpu": _cpu_model(), "python": platform.python_version()}
+        atomic_write(args.results, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2) + "\n"))
     print(f"held-out accuracy {100 * report['heldout_accuracy']:.2f}% on {report['n_heldout']} images "
           f"(target >= 98.5%); weights {args.out} sha256 {report['sha256']}")
     print(json.dumps(report))

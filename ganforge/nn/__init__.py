@@ -1,50 +1,68 @@
 """Networks, chosen by name from :data:`GENERATORS` and :data:`DISCRIMINATORS`.
 
-A builder takes ``(cfg, shape, z_dim_or_none, c_dim)`` and returns an ``nn.Module``; register your
-own with :func:`register_generator` / :func:`register_discriminator`.
+Builders are given the :class:`~ganforge.data.spec.DataSpec` of the data (shape and dtype, output
+spans, vocabulary, condition width), not a bare shape: a generator builder is
+``builder(cfg, spec, in_dim, c_dim) -> nn.Module`` (``in_dim``: the width of the prior's vector),
+a discriminator builder ``builder(cfg, spec, c_dim) -> nn.Module`` (``c_dim``: the width of the
+condition D sees beside x, 0 = none). Register your own with :func:`register_generator` /
+:func:`register_discriminator`.
+
+A discriminator is called as ``D(x)`` or ``D(x, c)``; those that serve feature matching, AC-GAN,
+InfoGAN or a VAE encoder also accept ``features=True`` and then return ``(output, features)``.
+Everything goes through the module's own forward call, so wrappers (DistributedDataParallel) see it.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ganforge.config import NetConfig
+from ganforge.data.spec import DataSpec
 from ganforge.nn.dcgan import DCGANAutoencoderDiscriminator, DCGANDiscriminator, DCGANGenerator
 from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
 from ganforge.registry import ConfigError, Registry
 
-GeneratorBuilder = Callable[[NetConfig, int, tuple[int, ...], int], nn.Module]
-DiscriminatorBuilder = Callable[[NetConfig, tuple[int, ...], int], nn.Module]
+GeneratorBuilder = Callable[[NetConfig, DataSpec, int, int], nn.Module]
+DiscriminatorBuilder = Callable[[NetConfig, DataSpec, int], nn.Module]
 
 GENERATORS: Registry[GeneratorBuilder] = Registry("generator network")
 DISCRIMINATORS: Registry[DiscriminatorBuilder] = Registry("discriminator network")
 
 
 def register_generator(name: str, builder: GeneratorBuilder, help: str = "") -> None:
-    """Register ``builder(cfg, z_dim, out_shape, c_dim) -> nn.Module`` as a generator."""
+    """Register ``builder(cfg, spec, in_dim, c_dim) -> nn.Module`` as a generator."""
     GENERATORS.register(name, builder, help=help)
 
 
 def register_discriminator(name: str, builder: DiscriminatorBuilder, help: str = "") -> None:
-    """Register ``builder(cfg, in_shape, c_dim) -> nn.Module`` as a discriminator."""
+    """Register ``builder(cfg, spec, c_dim) -> nn.Module`` as a discriminator."""
     DISCRIMINATORS.register(name, builder, help=help)
 
 
-register_generator("mlp", MLPGenerator, "the original paper's MLP generator")
-register_discriminator("mlp", MLPDiscriminator, "the original paper's MLP discriminator")
-register_discriminator("mlp-autoencoder", MLPAutoencoderDiscriminator,
+register_generator("mlp", lambda cfg, spec, z, c=0: MLPGenerator(cfg, z, spec.shape, c, spans=spec.spans),
+                   "the original paper's MLP generator (per-span output activations for tables)")
+register_discriminator("mlp", lambda cfg, spec, c=0: MLPDiscriminator(cfg, spec.shape, c),
+                       "the original paper's MLP discriminator")
+register_discriminator("mlp-autoencoder", lambda cfg, spec, c=0: MLPAutoencoderDiscriminator(cfg, spec.shape, c),
                        "BEGAN's auto-encoder discriminator (outputs reconstruction errors)")
-register_generator("dcgan", DCGANGenerator, "DCGAN generator for 28/32/64-pixel images (Radford et al. 2016)")
-register_discriminator("dcgan", DCGANDiscriminator, "DCGAN discriminator for 28/32/64-pixel images")
-register_discriminator("dcgan-autoencoder", DCGANAutoencoderDiscriminator,
+register_generator("dcgan", lambda cfg, spec, z, c=0: DCGANGenerator(cfg, z, spec.shape, c),
+                   "DCGAN generator for 28/32/64-pixel images (Radford et al. 2016)")
+register_discriminator("dcgan", lambda cfg, spec, c=0: DCGANDiscriminator(cfg, spec.shape, c),
+                       "DCGAN discriminator for 28/32/64-pixel images")
+register_discriminator("dcgan-autoencoder", lambda cfg, spec, c=0: DCGANAutoencoderDiscriminator(cfg, spec.shape, c),
                        "BEGAN's auto-encoder discriminator with DCGAN convolutions (outputs reconstruction errors)")
 
 
-def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:
+def _spec(spec: DataSpec | tuple[int, ...]) -> DataSpec:
+    return spec if isinstance(spec, DataSpec) else DataSpec(tuple(spec))
+
+
+def build_generator(cfg: NetConfig, spec: DataSpec | tuple[int, ...], in_dim: int, c_dim: int = 0) -> nn.Module:
     """The named generator; with ``cfg.reference_batch``, its 2-D batch norm becomes reference-batch norm."""
-    net = GENERATORS.get(cfg.name)(cfg, z_dim, out_shape, c_dim)
+    net = GENERATORS.get(cfg.name)(cfg, _spec(spec), in_dim, c_dim)
     if cfg.reference_batch:
         from ganforge.nn.techniques import RefBatchNorm2d, use_reference_batch_norm
 
@@ -55,8 +73,49 @@ def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_di
     return net
 
 
-def build_discriminator(cfg: NetConfig, in_shape: tuple[int, ...], c_dim: int = 0) -> nn.Module:
-    return DISCRIMINATORS.get(cfg.name)(cfg, in_shape, c_dim)
+def build_discriminator(cfg: NetConfig, spec: DataSpec | tuple[int, ...], c_dim: int = 0) -> nn.Module:
+    return DISCRIMINATORS.get(cfg.name)(cfg, _spec(spec), c_dim)
+
+
+def call_d(d: nn.Module, x: Tensor, c: Tensor | None = None, **kwargs: Any) -> Any:
+    """``d(x)`` or ``d(x, c)``: a discriminator that takes no condition is never passed one."""
+    return d(x, **kwargs) if c is None else d(x, c, **kwargs)
+
+
+class WithHead(nn.Module):
+    """A discriminator with an auxiliary head on its features (AC-GAN's classifier, InfoGAN's Q).
+
+    ``forward(x, c, features=False, aux=False)``: D's output; with ``features``, ``(output,
+    {"features": h})``; with ``aux`` also ``"aux": head(h)``. The head is a child, so D's optimizer,
+    checkpoints and device moves include it, and it is reached through this one forward call.
+    """
+
+    def __init__(self, body: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.body, self.aux_head = body, head
+
+    def forward(self, x: Tensor, c: Tensor | None = None, features: bool = False,
+                aux: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        if not (features or aux):
+            return call_d(self.body, x, c)
+        out, h = call_d(self.body, x, c, features=True)
+        extras = {"features": h}
+        if aux:
+            extras["aux"] = self.aux_head(h)
+        return out, extras
+
+
+def feature_dim(d: nn.Module, spec: DataSpec) -> int:
+    """The width of ``d``'s features, found by one forward pass of two zero samples in eval mode."""
+    was = d.training
+    try:
+        with torch.no_grad():
+            return int(d.eval()(torch.zeros(2, *spec.shape), features=True)[1].shape[1])
+    except TypeError:
+        raise ConfigError(f"this model needs a discriminator whose forward accepts features=True "
+                          f"(got {type(d).__name__})") from None
+    finally:
+        d.train(was)
 
 
 def module_device(module: nn.Module) -> torch.device:

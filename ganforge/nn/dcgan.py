@@ -126,8 +126,8 @@ class DCGANDiscriminator(nn.Module):
         if c_dim and self.projection:
             self.embed = _sn(nn.Linear(c_dim, self.feature_dim, bias=False), cfg.spectral_norm)
 
-    def features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        """The flattened last convolutional features (used by feature matching)."""
+    def _features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """The flattened last convolutional (or FC) features."""
         if self.c_dim and not self.projection:
             if c is None:
                 raise ValueError(f"this discriminator is conditional (c_dim={self.c_dim}): pass c")
@@ -135,18 +135,16 @@ class DCGANDiscriminator(nn.Module):
             x = torch.cat([x, maps], dim=1)
         return self.trunk(x)
 
-    def forward_features(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """D's output and its features in one pass (for auxiliary heads: AC-GAN, InfoGAN's Q)."""
-        h = self.features(x, c)
+    def forward(self, x: Tensor, c: Tensor | None = None, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """D's raw output; with ``features``, also its features (feature matching, AC-GAN's
+        classifier, InfoGAN's Q and the VAE's encoder read them), in the same forward call."""
+        h = self._features(x, c)
         out = self.head(self.mbd(h)).squeeze(1)
         if self.c_dim and self.projection:
             if c is None:
                 raise ValueError(f"this discriminator is conditional (c_dim={self.c_dim}): pass c")
             out = out + (self.embed(c.to(h.dtype)) * h).sum(1)
-        return out, h
-
-    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.forward_features(x, c)[0]
+        return (out, h) if features else out
 
 
 class DCGANAutoencoderDiscriminator(nn.Module):
@@ -180,13 +178,12 @@ class DCGANAutoencoderDiscriminator(nn.Module):
             ch_in = out_ch
         self.decoder = nn.Sequential(*dec)
 
-    def features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        """The auto-encoder's code."""
-        return self.encoder(x)
-
     def reconstruct(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         return self.decoder(self.encoder(x))
 
-    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return (self.reconstruct(x) - x).abs().flatten(1).mean(1)
+    def forward(self, x: Tensor, c: Tensor | None = None, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Each image's mean L1 reconstruction error; with ``features``, also the code."""
+        h = self.encoder(x)
+        err = (self.decoder(h) - x).abs().flatten(1).mean(1)
+        return (err, h) if features else err
 

@@ -1,7 +1,10 @@
 """Multilayer perceptrons: the original paper's networks, for toy data and flattened images.
 
 Every network takes ``(z, c)`` / ``(x, c)``; ``c_dim = 0`` means unconditional and ``c`` may be
-omitted. A conditional MLP concatenates ``c`` to its input (CGAN).
+omitted. A conditional MLP concatenates ``c`` to its input (CGAN). Discriminators return their
+features too when called with ``features=True`` (one forward call, so a wrapper such as
+DistributedDataParallel sees every use). A generator built for data with output spans (a table's
+columns) passes each span through its own activation.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import NetConfig
+from ganforge.data.spec import Span
 from ganforge.nn.techniques import MinibatchDiscrimination
 from ganforge.registry import ConfigError
 
@@ -53,17 +57,45 @@ def _with_condition(v: Tensor, c: Tensor | None, c_dim: int) -> Tensor:
     return torch.cat([v, c.to(v.dtype)], dim=1)
 
 
-class MLPGenerator(nn.Module):
-    """z (and c) -> hidden layers -> a sample of ``out_shape`` through the output head."""
+class SpanActivation(nn.Module):
+    """Applies each output span's activation to its slice of the last dimension (softmax within
+    the span), as CTGAN's generator does for a table's continuous and one-hot columns."""
 
-    def __init__(self, cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_dim: int = 0) -> None:
+    def __init__(self, spans: tuple[Span, ...]) -> None:
+        super().__init__()
+        self.spans = tuple(spans)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, start = [], 0
+        for span in self.spans:
+            part = x[:, start:start + span.width]
+            start += span.width
+            if span.activation == "tanh":
+                part = torch.tanh(part)
+            elif span.activation == "sigmoid":
+                part = torch.sigmoid(part)
+            elif span.activation == "softmax":
+                part = torch.softmax(part, dim=1)
+            out.append(part)
+        return torch.cat(out, dim=1)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{s.width}:{s.activation}" for s in self.spans)
+
+
+class MLPGenerator(nn.Module):
+    """z (and c) -> hidden layers -> a sample of ``out_shape`` through the output head (or, with
+    ``spans``, through each span's own activation)."""
+
+    def __init__(self, cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], c_dim: int = 0,
+                 spans: tuple[Span, ...] = ()) -> None:
         super().__init__()
         if cfg.output not in _OUTPUTS:
             raise ConfigError(f"unknown output '{cfg.output}' (choices: {', '.join(_OUTPUTS)})")
         self.z_dim, self.c_dim, self.out_shape = z_dim, c_dim, tuple(out_shape)
         self.trunk, width = mlp_trunk(z_dim + c_dim, cfg)
         self.out = nn.Linear(width, math.prod(out_shape))
-        self.head = _OUTPUTS[cfg.output]()
+        self.head = SpanActivation(spans) if spans else _OUTPUTS[cfg.output]()
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         h = self.trunk(_with_condition(z.flatten(1), c, self.c_dim))
@@ -82,17 +114,12 @@ class MLPDiscriminator(nn.Module):
         lin = nn.Linear(width + k, 1)
         self.head = nn.utils.parametrizations.spectral_norm(lin) if cfg.spectral_norm else lin
 
-    def features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        """The penultimate activations (used by feature matching)."""
-        return self.trunk(_with_condition(x.flatten(1), c, self.c_dim))
-
-    def forward_features(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """D's output and its features in one pass (for auxiliary heads: AC-GAN, InfoGAN's Q)."""
-        h = self.features(x, c)
-        return self.head(self.mbd(h)).squeeze(1), h
-
-    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.forward_features(x, c)[0]
+    def forward(self, x: Tensor, c: Tensor | None = None, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """D's raw output; with ``features``, also the penultimate activations (feature matching,
+        AC-GAN's classifier, InfoGAN's Q, the VAE's encoder read them)."""
+        h = self.trunk(_with_condition(x.flatten(1), c, self.c_dim))
+        out = self.head(self.mbd(h)).squeeze(1)
+        return (out, h) if features else out
 
 
 class MLPAutoencoderDiscriminator(nn.Module):
@@ -109,11 +136,14 @@ class MLPAutoencoderDiscriminator(nn.Module):
         self.decoder, dwidth = mlp_trunk(code, dec_cfg, allow_bn=False)
         self.out = nn.Linear(dwidth, dim)
 
-    def features(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+    def reconstruct(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        return self.out(self.decoder(self._code(x, c))).view_as(x)
+
+    def _code(self, x: Tensor, c: Tensor | None) -> Tensor:
         return self.code(self.encoder(_with_condition(x.flatten(1), c, self.c_dim)))
 
-    def reconstruct(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.out(self.decoder(self.features(x, c))).view_as(x)
-
-    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return (self.reconstruct(x, c) - x).abs().flatten(1).mean(1)
+    def forward(self, x: Tensor, c: Tensor | None = None, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Each sample's mean L1 reconstruction error; with ``features``, also the code."""
+        h = self._code(x, c)
+        err = (self.out(self.decoder(h)).view_as(x) - x).abs().flatten(1).mean(1)
+        return (err, h) if features else err

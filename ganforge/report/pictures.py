@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.nn import module_device
+from ganforge.generator import decode
+from ganforge.io import atomic_write
 from ganforge.report.plots import save_image_grid
-from ganforge.training.checkpoint import atomic_write
 
 _STEP_FILE = re.compile(r"step_(\d+)\.png")
 
@@ -34,19 +34,6 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor) -> torch.
     return torch.where(parallel, (1 - t) * z0 + t * z1, spherical)
 
 
-@torch.no_grad()
-def _decode(model: nn.Module, v: torch.Tensor) -> torch.Tensor:
-    """``model(v)`` in eval mode on the model's device; the result on the CPU as float."""
-    device = module_device(model)
-    was_training = model.training
-    model.eval()  # batch norm must use running statistics, as when sampling
-    try:
-        out = model(v.to(device))
-    finally:
-        model.train(was_training)
-    return out.float().cpu()
-
-
 def interpolation_grid(model: nn.Module, prior: Any, path: str | Path, rows: int = 8, steps: int = 10,
                        seed: int = 0) -> None:
     """A PNG grid (``rows`` x ``steps``): each row walks the latent path between two prior samples.
@@ -62,7 +49,7 @@ def interpolation_grid(model: nn.Module, prior: Any, path: str | Path, rows: int
     t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
     z = (1 - t) * z0 + t * z1 if getattr(prior, "kind", "normal") == "uniform" else slerp(z0, z1, t)
     v = torch.cat([z, v0[..., k:].expand(rows, steps, v0.shape[-1] - k)], dim=-1)
-    save_image_grid(_decode(model, v.reshape(rows * steps, -1)), path, nrow=steps)
+    save_image_grid(decode(model, v.reshape(rows * steps, -1)), path, nrow=steps)
 
 
 def class_grid(model: nn.Module, prior: Any, path: str | Path, per_class: int = 10, seed: int = 0) -> None:
@@ -78,7 +65,7 @@ def class_grid(model: nn.Module, prior: Any, path: str | Path, per_class: int = 
     labels = torch.arange(prior.classes).repeat_interleave(per_class)
     k = prior.z_dim
     base[:, k:k + prior.classes] = F.one_hot(labels, prior.classes).to(base.dtype)
-    save_image_grid(_decode(model, base), path, nrow=per_class)
+    save_image_grid(decode(model, base), path, nrow=per_class)
 
 
 def training_gif(samples_dir: str | Path, path: str | Path, duration_ms: int = 400) -> Path | None:

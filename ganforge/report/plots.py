@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ganforge.training.checkpoint import atomic_write  # noqa: E402
+from ganforge.io import atomic_write  # noqa: E402
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:

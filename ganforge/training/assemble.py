@@ -1,4 +1,4 @@
-"""Assemble :class:`GANParts` from a config: networks, loss, regularizers, optimizers, prior, data."""
+"""Assemble :class:`GANParts` from a config: data, networks, objective, optimizers, prior."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,13 +9,16 @@ from torch import nn
 
 from ganforge.config import Config, OptimConfig
 from ganforge.data import build_dataset
+from ganforge.data.clusters import cluster_labels
+from ganforge.data.source import as_source
+from ganforge.data.spec import DataSpec
 from ganforge.data.tensor import TensorData
-from ganforge.losses import LOSSES, AdversarialLoss, GradientPenalty, R1Penalty, WeightClip
-from ganforge.nn import build_discriminator, build_generator
-from ganforge.nn.techniques import HistoricalAverage, parse_policy
+from ganforge.generator import Prior, build_generator_module
+from ganforge.nn import WithHead, build_discriminator, feature_dim
+from ganforge.objectives import OBJECTIVES, Setup, objective_name
+from ganforge.objectives.auxiliary import build_head, check_mode
 from ganforge.registry import ConfigError
-from ganforge.training.conditioning import Conditioning, build_head, cluster_labels
-from ganforge.training.trainer import GANParts, Prior
+from ganforge.training.trainer import GANParts
 
 
 def build_optimizer(params: Any, cfg: OptimConfig, which: str) -> torch.optim.Optimizer:
@@ -30,38 +33,21 @@ def build_optimizer(params: Any, cfg: OptimConfig, which: str) -> torch.optim.Op
     raise ConfigError(f"{which}.name: unknown optimizer '{cfg.name}' (choices: adam, sgd, rmsprop)")
 
 
-def build_regularizers(cfg: Config, d: nn.Module | None = None) -> list[Any]:
-    loss = cfg.model.loss
-    regs: list[Any] = []
-    if cfg.techniques.historical_average > 0 and d is not None:
-        regs.append(HistoricalAverage(d, cfg.techniques.historical_average))
-    if loss.weight_clip > 0:
-        regs.append(WeightClip(loss.weight_clip))
-    if loss.gradient_penalty > 0:
-        regs.append(GradientPenalty(loss.gradient_penalty, loss.reg_interval))
-    if loss.r1 > 0:
-        regs.append(R1Penalty(loss.r1, loss.reg_interval))
-    return regs
-
-
 def as_data_source(data: Any, cfg: Config) -> Any:
-    """A tensor, a registered data set name, or any object with ``shape`` and ``sample``."""
+    """A data source from a registered data set name (default: the config's), a tensor, or any
+    object with ``spec`` and ``batch`` (or ``shape`` and ``sample``)."""
     if data is None:
         return build_dataset(cfg.data.name, cfg.data.options)
     if isinstance(data, str):
         return build_dataset(data, cfg.data.options if data == cfg.data.name else {})
     if isinstance(data, torch.Tensor):
-        return TensorData(data.float())
-    if hasattr(data, "sample") and hasattr(data, "shape"):
-        return data
-    raise ConfigError(f"cannot train on a {type(data).__name__}: pass a tensor, a data set name, "
-                      "or an object with .shape and .sample(n, generator)")
+        return TensorData(data.float() if data.is_floating_point() else data)
+    return as_source(data)
 
 
-def build_prior(cfg: Config) -> Prior:
-    """G's input: noise plus the one-hot labels or InfoGAN codes the model is configured with."""
-    m = cfg.model
-    return Prior(m.noise, m.z_dim, m.classes, m.continuous_codes, m.class_probs)
+def build_prior(cfg: Config, spec: DataSpec | None = None) -> Prior:
+    """G's input: noise plus the one-hot labels, InfoGAN codes or data conditions the model gets."""
+    return Prior.from_model(cfg.model, spec.condition_dim if spec is not None else 0)
 
 
 def self_condition(cfg: Config, source: Any) -> Any:
@@ -88,45 +74,49 @@ def self_condition(cfg: Config, source: Any) -> Any:
     return TensorData(x, labels)
 
 
-def build_conditioning(cfg: Config, source: Any, loss_kind: str) -> Conditioning | None:
-    """The conditioning part, after checking that the config and the data can support it."""
+def check_conditioning(cfg: Config, spec: DataSpec, needs_d: bool) -> str:
+    """The conditioning mode, after checking that the config and the data can support it."""
     m = cfg.model
-    if m.conditioning == "none":
+    mode = check_mode(m.conditioning)
+    if mode == "none":
         if m.classes or m.continuous_codes:
             raise ConfigError("model.classes / model.continuous_codes need model.conditioning "
                               "(cgan, projection, acgan or infogan)")
-        return None
-    cond = Conditioning(m.conditioning, m.classes, m.continuous_codes, m.aux_weight)
-    if m.conditioning != "infogan" and m.classes < 2:
-        raise ConfigError(f"model.conditioning={m.conditioning} needs model.classes >= 2 (the number of labels)")
-    if m.conditioning == "infogan" and m.classes + m.continuous_codes == 0:
+        return mode
+    if mode != "infogan" and m.classes < 2:
+        raise ConfigError(f"model.conditioning={mode} needs model.classes >= 2 (the number of labels)")
+    if mode == "infogan" and m.classes + m.continuous_codes == 0:
         raise ConfigError("model.conditioning=infogan needs codes: model.classes and/or model.continuous_codes")
-    if m.continuous_codes and m.conditioning != "infogan":
+    if m.continuous_codes and mode != "infogan":
         raise ConfigError("model.continuous_codes are InfoGAN's; set model.conditioning=infogan")
-    if cond.needs_real_labels and getattr(source, "labels", None) is None:
-        raise ConfigError(f"model.conditioning={m.conditioning} needs labelled data; '{cfg.data.name}' has no labels")
-    if loss_kind not in ("logit", "critic"):
-        raise ConfigError(f"model.conditioning={m.conditioning} needs a discriminator network, "
-                          f"not the '{cfg.model.loss.name}' loss")
-    if cfg.techniques.feature_matching and cond.d_sees_labels:
-        raise ConfigError("techniques.feature_matching is not supported with a label-conditioned D (cgan, projection)")
-    return cond
+    if mode in ("cgan", "projection", "acgan") and not spec.classes:
+        raise ConfigError(f"model.conditioning={mode} needs labelled data; '{cfg.data.name}' has no labels")
+    if not needs_d:
+        raise ConfigError(f"model.conditioning={mode} needs a discriminator network, "
+                          f"not the '{objective_name(cfg)}' objective")
+    return mode
 
 
-# A VAE has no adversary: the trainer runs its loss on real data alone (see Trainer.g_loss).
-ELBO = AdversarialLoss("elbo", None, None, "elbo", False, "VAE: negative evidence lower bound")
+def build_d(cfg: Config, spec: DataSpec, kind: str, mode: str) -> nn.Module:
+    """The configured discriminator: BEGAN's auto-encoder variant, a projection D, a head on its features."""
+    dcfg = cfg.model.discriminator
+    if kind == "autoencoder" and dcfg.name in ("mlp", "dcgan"):
+        # BEGAN's discriminator must be an auto-encoder: the one of the same family.
+        dcfg = dataclasses.replace(dcfg, name=f"{dcfg.name}-autoencoder")
+    if mode == "projection":
+        dcfg = dataclasses.replace(dcfg, conditioning="projection")
+    c_dim = cfg.model.classes if mode in ("cgan", "projection") else spec.condition_dim
+    return build_discriminator(dcfg, spec, c_dim)
 
 
-def assemble_vae(cfg: Config, source: Any, vae: nn.Module | None = None) -> GANParts:
-    """The VAE baseline as parts: the VAE in the generator's seat, no discriminator."""
-    from ganforge.baselines.vae import build_vae
-
-    model = vae if vae is not None else build_vae(cfg.model, tuple(source.shape))
-    model.to(torch.device(cfg.train.device))
-    return GANParts(generator=model, discriminator=None, loss=ELBO, loss_cfg=cfg.model.loss,
-                    prior=Prior("normal", cfg.model.z_dim), data=source,
-                    opt_g=build_optimizer(model.parameters(), cfg.optim_g, "optim_g"), opt_d=None,
-                    techniques=cfg.techniques)
+def add_head(d: nn.Module, cfg: Config, spec: DataSpec, mode: str) -> nn.Module:
+    """AC-GAN's classifier / InfoGAN's Q share D's trunk: D becomes D with a head on its features."""
+    if mode not in ("acgan", "infogan"):
+        return d
+    m = cfg.model
+    head = build_head(mode, feature_dim(d, spec), m.classes, m.continuous_codes)
+    assert head is not None
+    return WithHead(d, head)
 
 
 def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
@@ -135,66 +125,33 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
     source = as_data_source(data, cfg)
     if cfg.model.self_condition:
         source = self_condition(cfg, source)
-    shape = tuple(source.shape)
-    if cfg.model.family == "vae":
-        return assemble_vae(cfg, source, generator)
-    if cfg.model.family != "gan":
+    spec: DataSpec = source.spec
+    if cfg.model.family not in ("gan", "vae"):
         raise ConfigError(f"model.family: unknown family '{cfg.model.family}' (choices: gan, vae)")
-    loss = LOSSES.get(cfg.model.loss.name)
-    t = cfg.techniques
-    if t.feature_matching and loss.kind == "moment":
-        raise ConfigError("techniques.feature_matching needs a discriminator; the 'mmd' loss has none")
-    if (t.label_smoothing or t.label_flip) and not loss.soft_targets:
-        raise ConfigError(f"techniques.label_smoothing/label_flip apply to losses with targets, "
-                          f"not '{loss.name}' (use minimax, nonsaturating or lsgan)")
-    if not 0 <= t.label_smoothing < 1 or not 0 <= t.label_flip < 1:
-        raise ConfigError("techniques.label_smoothing and label_flip must lie in [0, 1)")
-    if t.diff_augment:
-        parse_policy(t.diff_augment)  # a misspelt policy fails now, not at the first step
     if cfg.model.discriminator.reference_batch:
         raise ConfigError("model.discriminator.reference_batch: reference-batch norm is for G "
                           "(its reference is a fixed batch of noise); set model.generator.reference_batch")
-    prior = build_prior(cfg)
-    g = generator if generator is not None else build_generator(cfg.model.generator, prior.dim, shape)
+    kind = OBJECTIVES.get(objective_name(cfg))
+    mode = check_conditioning(cfg, spec, kind.discriminator is not None)
+    prior = build_prior(cfg, spec)
+    g = generator if generator is not None else build_generator_module(cfg.model, spec, prior.dim)
     d: nn.Module | None = None
-    cond = build_conditioning(cfg, source, loss.kind)
-    if loss.kind != "moment":
-        if discriminator is not None:
-            d = discriminator
-        else:
-            dcfg = cfg.model.discriminator
-            if loss.kind == "energy" and dcfg.name in ("mlp", "dcgan"):
-                # BEGAN's discriminator must be an auto-encoder: the one of the same family.
-                dcfg = dataclasses.replace(dcfg, name=f"{dcfg.name}-autoencoder")
-            if cond is not None and cond.mode == "projection":
-                dcfg = dataclasses.replace(dcfg, conditioning="projection")
-            d = build_discriminator(dcfg, shape, cfg.model.classes if cond is not None and cond.d_sees_labels else 0)
-        if cond is not None and cond.needs_features:
-            # AC-GAN's classifier / InfoGAN's Q share D's trunk: the head is a child of D, so D's
-            # optimizer, checkpoints and device moves include it.
-            if not hasattr(d, "forward_features"):
-                raise ConfigError(f"model.conditioning={cond.mode} needs a discriminator with forward_features(x)")
-            with torch.no_grad():
-                was = d.training
-                feature_dim = d.eval().forward_features(torch.zeros(2, *shape))[1].shape[1]
-                d.train(was)
-            cond.head = build_head(cond.mode, feature_dim, cfg.model.classes, cfg.model.continuous_codes)
-            d.add_module("aux_head", cond.head)
+    if kind.discriminator is not None:
+        d = discriminator if discriminator is not None else build_d(cfg, spec, kind.discriminator, mode)
+        d = add_head(d, cfg, spec, mode)
     device = torch.device(cfg.train.device)
     g.to(device)
     if d is not None:
         d.to(device)
+    objective = kind.build(Setup(cfg, g, d, prior, spec, source))
     return GANParts(
         generator=g,
         discriminator=d,
-        loss=loss,
-        loss_cfg=cfg.model.loss,
+        objective=objective,
         prior=prior,
         data=source,
         opt_g=build_optimizer(g.parameters(), cfg.optim_g, "optim_g"),
         opt_d=build_optimizer(d.parameters(), cfg.optim_d, "optim_d") if d is not None else None,
-        regularizers=build_regularizers(cfg, d),
-        g_history=HistoricalAverage(g, t.historical_average) if t.historical_average > 0 else None,
-        techniques=cfg.techniques,
-        conditioning=cond,
+        spec=spec,
+        transform=getattr(source, "transform", None),
     )

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import HealthConfig
+from ganforge.nn.techniques import set_reference_batch
 from ganforge.training.checkpoint import save_state
 
 
@@ -67,8 +68,6 @@ class ReferenceBatch:
         self.v = prior.sample(n, torch.Generator().manual_seed(seed + 7919))
 
     def capture(self, trainer: Any) -> None:
-        from ganforge.nn.techniques import set_reference_batch
-
         set_reference_batch(trainer.G, self.v)
 
     def on_train_start(self, trainer: Any) -> None:
@@ -333,11 +332,28 @@ class Checkpoint:
 
 
 class Every:
-    """Calls ``fn(trainer)`` every ``every`` steps and once at the end of training."""
+    """Calls ``fn(trainer)`` every ``every`` steps and once at the end of training.
+
+    When ``fn`` has state (``state_dict`` / ``load_state_dict``, e.g. the image metrics' best-model
+    bookkeeping), it is checkpointed under ``fn``'s ``state_key`` (or class name), with the step of
+    the last call, so a resumed run neither forgets it nor repeats the last call.
+    """
 
     def __init__(self, every: int, fn: Callable[[Any], None]) -> None:
         self.every, self.fn = every, fn
         self._last = -1
+        self.state_key = f"Every:{getattr(fn, 'state_key', None) or getattr(fn, '__name__', type(fn).__name__)}"
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"last": self._last}
+        if hasattr(self.fn, "state_dict"):
+            state["fn"] = self.fn.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._last = int(state.get("last", -1))
+        if "fn" in state and hasattr(self.fn, "load_state_dict"):
+            self.fn.load_state_dict(state["fn"])
 
     def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
         if self.every and trainer.step_num % self.every == 0 and trainer.stop_reason is None:

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from ganforge.config import Config
+from ganforge.metrics.evaluate import HELDOUT, evaluate, parse_metrics
 from ganforge.registry import ConfigError
 
 # Metrics where a larger number is better; the rest (fid, kid, kl_to_uniform) are distances.
@@ -18,8 +17,6 @@ _METRIC_KEYS = {"fid": "fid", "kid": "kid", "is": "inception_score", "modes": "m
 
 def resolve_reference(cfg: Config) -> str | None:
     """The configured reference, or the data set's held-out split for ``auto`` (None when it has none)."""
-    from ganforge.metrics.evaluate import HELDOUT
-
     if cfg.eval.reference != "auto":
         return cfg.eval.reference
     return HELDOUT.get(cfg.data.name)
@@ -29,14 +26,15 @@ class ImageMetrics:
     """Evaluates the sampling model (the EMA generator when EMA is on) against the reference.
 
     Called by :class:`~ganforge.training.callbacks.Every`; logs ``eval/<metric>`` and, with
-    ``eval.best`` set, exports the best generator so far to ``best_path`` (atomically).
+    ``eval.best`` set, exports the best generator so far to ``best_path`` (atomically). The best
+    so far is state: it is checkpointed, so a resumed run never replaces the best by a worse model.
     """
 
-    def __init__(self, cfg: Config, model: nn.Module, prior: Any, record: Callable[[int, dict[str, Any]], None],
-                 export: Callable[[Path], None] | None = None, best_path: Path | None = None) -> None:
-        from ganforge.metrics.evaluate import parse_metrics
+    state_key = "ImageMetrics"
 
-        self.cfg, self.model, self.prior, self.record = cfg, model, prior, record
+    def __init__(self, cfg: Config, artifact: Any, record: Callable[[int, dict[str, Any]], None],
+                 export: Callable[[Path], None] | None = None, best_path: Path | None = None) -> None:
+        self.cfg, self.artifact, self.record = cfg, artifact, record
         self.metrics = parse_metrics(cfg.eval.metrics)
         self.reference = resolve_reference(cfg)
         if self.reference is None and any(m != "modes" for m in self.metrics):
@@ -48,10 +46,8 @@ class ImageMetrics:
         self.best: dict[str, Any] = {}
 
     def __call__(self, trainer: Any) -> None:
-        from ganforge.metrics.evaluate import Sampler, evaluate
-
         e = self.cfg.eval
-        result = evaluate(Sampler(self.model, self.prior), reference=self.reference or "mnist:heldout",
+        result = evaluate(self.artifact, reference=self.reference or "mnist:heldout",
                           metrics=self.metrics, n=e.n, extractor=e.extractor, progress=False)
         self.last = result
         numbers = {k: v for k, v in result.items() if isinstance(v, (int, float))}

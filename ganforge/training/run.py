@@ -13,13 +13,18 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import save_file
 from torch import nn
 
-from ganforge.config import Config, to_dict
+from ganforge.config import Config, from_dict, to_dict
+from ganforge.data.mnist import embedded_mnist, to_tensor_images
+from ganforge.generator import GeneratorArtifact
+from ganforge.io import atomic_write_text
+from ganforge.metrics.conditional import categorical_code_accuracy, label_accuracy, q_accuracy
 from ganforge.metrics.modes import mode_metrics
-from ganforge.nn import module_device
+from ganforge.nn import WithHead
 from ganforge.registry import ConfigError
+from ganforge.report.pictures import class_grid, interpolation_grid, training_gif
+from ganforge.report.plots import plot_curves, plot_samples_1d, plot_samples_2d, save_image_grid
 from ganforge.training.assemble import assemble
 from ganforge.training.callbacks import (
     EMA,
@@ -31,7 +36,7 @@ from ganforge.training.callbacks import (
     ReferenceBatch,
     TrainingDiverged,
 )
-from ganforge.training.checkpoint import atomic_write, atomic_write_text, load_state
+from ganforge.training.checkpoint import load_state
 from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.trainer import GANParts, Trainer
 
@@ -41,98 +46,58 @@ BEST = "checkpoints/best.safetensors"  # the best generator by eval.best (a gene
 
 @dataclass
 class RunResult:
-    """What :func:`train` returns: the trained parts, the sampling model and the summary."""
+    """What :func:`train` returns: the trained parts, the sampling model, its artifact and the summary."""
 
     parts: GANParts
     trainer: Trainer
     model: nn.Module  # what to sample from: the EMA generator when EMA is on
+    artifact: GeneratorArtifact  # the model with its prior, data spec and output transform
     summary: dict[str, Any]
     out: Path | None
 
 
-@torch.no_grad()
-def sample_from(model: nn.Module, prior: Any, n: int, seed: int = 1234, batch: int = 4096,
-                device: Any = None, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Draw ``n`` samples in eval mode with a private RNG (training's RNG streams stay untouched),
-    on ``device`` (default: the model's), returned on the CPU; ``labels`` (n,) fixes the class of
-    each sample of a conditional model."""
-    device = module_device(model) if device is None else device
-    gen = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    out = [model(prior.sample(min(batch, n - i), gen, labels=None if labels is None else labels[i:i + batch])
-                 .to(device)).float().cpu() for i in range(0, n, batch)]
-    model.train(was_training)
-    return torch.cat(out)
-
-
-def toy_metrics(model: nn.Module, parts: GANParts, n: int, device: Any = "cpu") -> dict[str, float]:
+def toy_metrics(artifact: GeneratorArtifact, data: Any, n: int) -> dict[str, float]:
     """Exact mode metrics when the data set knows its modes (ring, grid, 1-D mixtures)."""
-    data = parts.data
     if not hasattr(data, "modes"):
         return {}
-    samples = sample_from(model, parts.prior, n, device=device)
-    return mode_metrics(samples, data.modes, float(data.stds.min()))
+    return mode_metrics(artifact.sample(n, seed=1234, raw=True), data.modes, float(data.stds.min()))
 
 
-def plot_samples(model: nn.Module, parts: GANParts, path: Path, title: str, device: Any = "cpu") -> None:
-    from ganforge.report.plots import plot_samples_1d, plot_samples_2d, save_image_grid
-
-    if len(parts.data.shape) == 3:  # images: a grid from fixed noise, comparable across steps
-        save_image_grid(sample_from(model, parts.prior, 64, seed=99, device=device), path)
+def plot_samples(artifact: GeneratorArtifact, data: Any, path: Path, title: str) -> None:
+    """A picture of the samples: an image grid from fixed noise, or a 1-D / 2-D plot."""
+    if artifact.spec.is_image:  # images: a grid from fixed noise, comparable across steps
+        save_image_grid(artifact.sample(64, seed=99, raw=True), path)
         return
-    samples = sample_from(model, parts.prior, 2500, seed=99, device=device)
+    samples = artifact.sample(2500, seed=99, raw=True)
     if samples.dim() == 2 and samples.shape[1] == 2:
-        plot_samples_2d(samples, getattr(parts.data, "modes", None), path, title)
+        plot_samples_2d(samples, getattr(data, "modes", None), path, title)
     elif samples.dim() == 2 and samples.shape[1] == 1:
-        density = getattr(parts.data, "prob", None)
-        plot_samples_1d(samples, density, path, title)
+        plot_samples_1d(samples, getattr(data, "prob", None), path, title)
 
 
-def image_pictures(model: nn.Module, parts: GANParts, out: Path) -> None:
+def image_pictures(artifact: GeneratorArtifact, out: Path) -> None:
     """The pictures of an image run: a latent interpolation, a per-class grid, the training GIF."""
-    from ganforge.report.pictures import class_grid, interpolation_grid, training_gif
-
-    interpolation_grid(model, parts.prior, out / "interpolation.png")
-    if parts.prior.classes:
-        class_grid(model, parts.prior, out / "classes.png")
+    interpolation_grid(artifact.module, artifact.prior, out / "interpolation.png")
+    if artifact.prior.classes:
+        class_grid(artifact.module, artifact.prior, out / "classes.png")
     training_gif(out / "samples", out / "training.gif")
 
 
-def conditional_metrics(model: nn.Module, parts: GANParts, cfg: Config) -> dict[str, Any]:
+def conditional_metrics(artifact: GeneratorArtifact, parts: GANParts, cfg: Config) -> dict[str, Any]:
     """On MNIST: how often a conditional G makes the requested digit; InfoGAN's code accuracy.
 
     Self-conditioned models are skipped: their classes are clusters, not digits.
     """
-    cond = parts.conditioning
-    if cond is None or cfg.model.self_condition or parts.prior.classes != 10 or cfg.data.name != "mnist":
+    mode, prior = cfg.model.conditioning, artifact.prior
+    if mode == "none" or cfg.model.self_condition or prior.classes != 10 or cfg.data.name != "mnist":
         return {}
-    from ganforge.metrics.conditional import categorical_code_accuracy, label_accuracy
-
-    if cond.mode == "infogan":
-        out = categorical_code_accuracy(model, parts.prior)
-        if parts.discriminator is not None and cond.head is not None:
-            from ganforge.data.mnist import embedded_mnist, to_tensor_images
-            from ganforge.metrics.conditional import q_accuracy
-
-            x, y = embedded_mnist("heldout")  # real digits G never saw, read by Q
-            out.update(q_accuracy(parts.discriminator, cond.head, parts.prior.classes,
-                                  to_tensor_images(x), torch.from_numpy(y)))
-        return out
-    return label_accuracy(model, parts.prior)
-
-
-def export_generator(path: Path, model: nn.Module, cfg: Config, shape: tuple[int, ...], custom: bool) -> None:
-    """The final generator as safetensors, with what is needed to rebuild it as JSON metadata."""
-    meta = {
-        "format": "ganforge-generator-1",
-        "custom": custom,
-        "shape": list(shape),
-        "model": to_dict(cfg.model),
-    }
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"ganforge": json.dumps(meta)}))
-    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
+    if mode != "infogan":
+        return label_accuracy(artifact.module, prior)
+    out = categorical_code_accuracy(artifact.module, prior)
+    if isinstance(parts.discriminator, WithHead):
+        x, y = embedded_mnist("heldout")  # real digits G never saw, read by Q
+        out.update(q_accuracy(parts.discriminator, prior.classes, to_tensor_images(x), torch.from_numpy(y)))
+    return out
 
 
 def _prepare_out(out: Path, resume: bool) -> None:
@@ -149,8 +114,6 @@ def _prepare_out(out: Path, resume: bool) -> None:
 
 def load_run_config(run_dir: str | Path) -> Config:
     """The resolved config saved in a run folder."""
-    from ganforge.config import from_dict
-
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
@@ -159,20 +122,25 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data: Any = None,
           generator: nn.Module | None = None, discriminator: nn.Module | None = None,
-          callbacks: list[Any] | None = None) -> RunResult:
-    """Train a GAN as configured; with ``out``, the run folder is written (and resumable)."""
+          callbacks: list[Any] | None = None, rank: int = 0) -> RunResult:
+    """Train as configured; with ``out``, the run folder is written (and resumable).
+
+    ``rank`` is the process's index in a multi-process run: it offsets the training RNG (each
+    process its own minibatches and noise), and only rank 0 writes files or shows progress.
+    """
     t0 = time.perf_counter()
+    writer = rank == 0
     out_path = Path(out) if out is not None else None
-    if out_path is not None:
+    if out_path is not None and writer:
         _prepare_out(out_path, resume)
         atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tc = cfg.train
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(tc.seed)  # the same initial weights in every process
     parts = assemble(cfg, data, generator, discriminator)
-    device = tc.device
-    logger = Logger(out_path / "log.jsonl" if out_path else None, tc.log_every, tc.progress,
-                    out_path / "tensorboard" if (out_path and tc.tensorboard) else None)
-    health = Health(logger, cfg.health, parts.loss.kind == "logit")
+    files = out_path if writer else None  # where this process writes (nowhere, except on rank 0)
+    logger = Logger(files / "log.jsonl" if files else None, tc.log_every, tc.progress and writer,
+                    files / "tensorboard" if (files and tc.tensorboard) else None)
+    health = Health(logger, cfg.health, bool(getattr(parts.objective, "probabilistic", False)))
     cbs: list[Any] = [logger, health]
     if cfg.model.generator.reference_batch and generator is None:
         # First, so the EMA copy and the sample plots see this step's reference statistics.
@@ -186,32 +154,31 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         ema = EMA(parts.generator, cfg.techniques.ema, cfg.techniques.ema_start)
         cbs.append(ema)
     model = ema.model if ema is not None else parts.generator
+    artifact = GeneratorArtifact(model, parts.prior, parts.spec, cfg.model, parts.transform,
+                                 custom=generator is not None)
 
     def evaluate(trainer: Trainer) -> None:
-        m = toy_metrics(model, parts, tc.eval_samples, device)
+        m = toy_metrics(artifact, parts.data, tc.eval_samples)
         if m:
             logger.record(trainer.step_num, {f"eval/{k}": v for k, v in m.items()})
             health.modes(trainer.step_num, m["modes_captured"], m["modes_total"])
 
     cbs.append(Every(tc.eval_every, evaluate))
     image_eval = None
-    if len(parts.data.shape) == 3 and cfg.eval.metrics and (data is None or isinstance(data, str)):
+    if parts.spec.is_image and cfg.eval.metrics and (data is None or isinstance(data, str)) and writer:
         # Image metrics need a reference: the data set's held-out split, or eval.reference.
-        def export_best(path: Path) -> None:
-            export_generator(path, model, cfg, tuple(parts.data.shape), custom=generator is not None)
-
-        image_eval = ImageMetrics(cfg, model, parts.prior, logger.record,
-                                  export_best if (out_path and cfg.eval.best) else None,
-                                  out_path / BEST if out_path else None)
+        image_eval = ImageMetrics(cfg, artifact, logger.record,
+                                  artifact.export if (files and cfg.eval.best) else None,
+                                  files / BEST if files else None)
         cbs.append(Every(tc.eval_every, image_eval))
-    if out_path is not None:
-        (out_path / "samples").mkdir(exist_ok=True)
+    if files is not None:
+        (files / "samples").mkdir(exist_ok=True)
         cbs.append(Every(tc.sample_every, lambda t: plot_samples(
-            model, parts, out_path / "samples" / f"step_{t.step_num:07d}.png",
-            f"{cfg.preset or 'run'} step {t.step_num}", device)))
-        cbs.append(Checkpoint(out_path / CHECKPOINT, tc.checkpoint_every))
+            artifact, parts.data, files / "samples" / f"step_{t.step_num:07d}.png",
+            f"{cfg.preset or 'run'} step {t.step_num}")))
+        cbs.append(Checkpoint(files / CHECKPOINT, tc.checkpoint_every))
     cbs += list(callbacks or [])
-    trainer = Trainer(parts, tc, cbs, device=device)
+    trainer = Trainer(parts, tc, cbs, device=tc.device, rank=rank)
     if resume and out_path is not None:
         trainer.load_state_dict(load_state(out_path / CHECKPOINT))
     try:
@@ -221,8 +188,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     summary: dict[str, Any] = {"preset": cfg.preset, "steps": trainer.step_num,
                                "status": "ok" if trainer.stop_reason is None else "diverged"}
     if trainer.stop_reason is None:
-        summary.update(toy_metrics(model, parts, tc.eval_samples, device))
-        summary.update(conditional_metrics(model, parts, cfg))
+        summary.update(toy_metrics(artifact, parts.data, tc.eval_samples))
+        summary.update(conditional_metrics(artifact, parts, cfg))
         if image_eval is not None:
             summary.update({k: v for k, v in image_eval.last.items() if k != "protocol"})
             summary["eval_protocol"] = image_eval.last.get("protocol", {})
@@ -231,17 +198,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     summary["final"] = logger.last
     summary["warnings"] = logger.warnings
     summary["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    if out_path is not None:
+    if files is not None:
         if trainer.stop_reason is None:
-            export_generator(out_path / "generator.safetensors", model, cfg, tuple(parts.data.shape),
-                             custom=generator is not None)
-        from ganforge.report.plots import plot_curves
-        if trainer.stop_reason is None:
-            plot_samples(model, parts, out_path / "samples.png", f"{cfg.preset or 'run'}: final samples", device)
-            if len(parts.data.shape) == 3:
-                image_pictures(model, parts, out_path)
-        plot_curves(out_path / "log.jsonl", out_path / "curves.png")
-        atomic_write_text(out_path / "summary.json", json.dumps(summary, indent=2))
+            artifact.export(files / "generator.safetensors")
+            plot_samples(artifact, parts.data, files / "samples.png", f"{cfg.preset or 'run'}: final samples")
+            if parts.spec.is_image:
+                image_pictures(artifact, files)
+        plot_curves(files / "log.jsonl", files / "curves.png")
+        atomic_write_text(files / "summary.json", json.dumps(summary, indent=2))
     if trainer.stop_reason is not None:
         raise TrainingDiverged(trainer.stop_reason)
-    return RunResult(parts, trainer, model, summary, out_path)
+    return RunResult(parts, trainer, model, artifact, summary, out_path)

@@ -1,8 +1,10 @@
 """Adversarial losses as small pure functions of D's outputs.
 
 ``d_loss(real, fake)`` and ``g_loss(fake)`` take D's raw outputs (logits for the probabilistic
-losses, critic values for the Wasserstein and hinge losses, reconstruction errors for BEGAN, samples
-for MMD) and return a scalar. They never call backward. Each is registered in :data:`LOSSES`.
+losses, critic values for the Wasserstein and hinge losses) and return a scalar. They never call
+backward. Each is registered in :data:`LOSSES` and used by the adversarial objective
+(:mod:`ganforge.objectives.adversarial`); BEGAN's and MMD's functions live here too and are used
+by their own objectives.
 """
 from __future__ import annotations
 
@@ -93,14 +95,14 @@ def mmd2(x: Tensor, y: Tensor, bandwidths: Sequence[float]) -> Tensor:
 class AdversarialLoss:
     """A registered loss: its two functions and how to read D's outputs.
 
-    ``kind`` is ``"logit"`` (outputs are logits; D(x) is a probability), ``"critic"`` (unbounded
-    scores), ``"energy"`` (BEGAN's reconstruction errors) or ``"moment"`` (MMD: no network at all).
-    ``soft_targets`` says whether label smoothing and label flipping apply.
+    ``kind`` is ``"logit"`` (outputs are logits; D(x) is a probability) or ``"critic"`` (unbounded
+    scores, or BEGAN's reconstruction errors). ``soft_targets`` says whether label smoothing and
+    label flipping apply (then ``d_loss`` takes ``real_target`` and ``fake_target``).
     """
 
     name: str
-    d_loss: Callable[..., Tensor] | None
-    g_loss: Callable[[Tensor], Tensor] | None
+    d_loss: Callable[..., Tensor]
+    g_loss: Callable[[Tensor], Tensor]
     kind: str = "logit"
     soft_targets: bool = False
     description: str = ""
@@ -125,9 +127,5 @@ for _loss in (
                     "least squares GAN (Mao et al. 2017)"),
     AdversarialLoss("hinge", hinge_d_loss, wasserstein_g_loss, "critic", False,
                     "hinge loss for D, -D(G(z)) for G"),
-    AdversarialLoss("began", began_d_loss, began_g_loss, "energy", False,
-                    "BEGAN: auto-encoder D, k_t balance, convergence measure"),
-    AdversarialLoss("mmd", None, None, "moment", False,
-                    "generative moment matching: MMD with a mixture of Gaussian kernels, no D network"),
 ):
     register_loss(_loss)

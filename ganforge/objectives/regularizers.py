@@ -1,4 +1,9 @@
-"""Regularizers of D: separate objects with an interval, never folded into the losses."""
+"""Regularizers of D: separate objects with an interval, never folded into the losses.
+
+A penalty is computed unscaled; the objective applies lazy regularization the same way for every
+regularizer (an interval of N: the penalty runs in its own phase every N iterations, scaled by the
+number of D updates it stands for), as stylegan2-ada-pytorch's ``Dreg`` phase does.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,9 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-
-def _call(d: nn.Module, x: Tensor, c: Tensor | None) -> Tensor:
-    return d(x) if c is None else d(x, c)
+from ganforge.nn import call_d
 
 
 @dataclass
@@ -25,7 +28,7 @@ class GradientPenalty:
         gen_device = generator.device if generator is not None else real.device
         eps = torch.rand(shape, generator=generator, device=gen_device, dtype=real.dtype).to(real.device)
         x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-        out = _call(d, x_hat, c)
+        out = call_d(d, x_hat, c)
         (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
         return self.weight * ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
@@ -40,9 +43,8 @@ class R1Penalty:
     def penalty(self, d: nn.Module, real: Tensor, fake: Tensor, c: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
         x = real.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(_call(d, x, c).sum(), x, create_graph=True)
-        # Lazy regularization scales by the interval so the expected strength does not change.
-        return self.gamma / 2 * grad.flatten(1).pow(2).sum(1).mean() * self.interval
+        (grad,) = torch.autograd.grad(call_d(d, x, c).sum(), x, create_graph=True)
+        return self.gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
 
 
 @dataclass

@@ -1,0 +1,252 @@
+"""The trained generator as an artifact: its prior, sampling, export and load.
+
+Everything that samples a generator goes through this module: training (sample plots, toy metrics),
+metrics, pictures, the Python API and the CLI. It is a leaf with respect to training: it imports
+networks, data descriptions and transforms, never the trainer, so every other part may import it.
+
+An exported generator is one safetensors file (weights, plus the tensors of a fitted output
+transform under ``transform/``) whose metadata is JSON: the model config that rebuilds the network,
+the prior, the data spec and the transform's config. ``load(path).sample(n)`` therefore returns
+data as the user gave it, and loading never unpickles anything.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ganforge.config import ModelConfig, from_dict, to_dict
+from ganforge.data.spec import DataSpec
+from ganforge.data.transform import OutputTransform, load_transform
+from ganforge.io import atomic_write, atomic_write_text
+from ganforge.nn import build_generator, module_device
+from ganforge.registry import ConfigError
+
+FORMAT = "ganforge-generator-2"
+_TRANSFORM_PREFIX = "transform/"
+
+
+class Prior:
+    """The noise prior p_z (standard normal, or uniform on [-1, 1]) and any codes G is given.
+
+    A sample is one vector ``[z, one-hot class, continuous codes, condition]``: ``classes`` > 0 adds
+    a one-hot label (conditional GANs; InfoGAN's categorical code), drawn uniformly or at
+    ``class_probs``; ``continuous`` adds codes uniform on [-1, 1] (InfoGAN); ``condition_dim`` > 0
+    appends a condition vector that the data supplies (training-by-sampling, captions). A generator
+    simply takes the whole vector, so sampling, export and evaluation treat every model alike.
+    """
+
+    def __init__(self, kind: str, dim: int, classes: int = 0, continuous: int = 0,
+                 class_probs: list[float] | None = None, condition_dim: int = 0) -> None:
+        if kind not in ("normal", "uniform"):
+            raise ConfigError(f"model.noise: unknown prior '{kind}' (choices: normal, uniform)")
+        if class_probs and (len(class_probs) != classes or min(class_probs) < 0 or sum(class_probs) <= 0):
+            raise ConfigError(f"model.class_probs: need {classes} non-negative numbers, got {len(class_probs)}")
+        self.kind, self.z_dim, self.classes, self.continuous = kind, dim, classes, continuous
+        self.condition_dim = condition_dim
+        self.class_probs_list = list(class_probs or [])
+        # Labels are drawn uniformly unless the classes have known frequencies (self-conditioning).
+        self.class_probs = torch.tensor(class_probs, dtype=torch.float64) if class_probs else None
+        self.dim = dim + classes + continuous + condition_dim  # the generator's input width
+
+    @classmethod
+    def from_model(cls, m: ModelConfig, condition_dim: int = 0) -> Prior:
+        """The prior a model config asks for (noise plus its labels or InfoGAN codes)."""
+        return cls(m.noise, m.z_dim, m.classes, m.continuous_codes, m.class_probs, condition_dim)
+
+    def draw(self, n: int, generator: torch.Generator | None = None, device: Any = "cpu",
+             labels: Tensor | None = None, condition: Tensor | None = None) -> dict[str, Tensor]:
+        """``n`` input vectors as a batch: ``v`` (G's input) and its parts ``y`` (labels) and
+        ``codes`` (continuous codes) where present; ``labels`` fixes the classes, ``condition``
+        supplies the data's condition vectors."""
+        if self.kind == "normal":
+            z = torch.randn(n, self.z_dim, generator=generator, device=device)
+        else:
+            z = torch.rand(n, self.z_dim, generator=generator, device=device) * 2 - 1
+        out: dict[str, Tensor] = {}
+        parts = [z]
+        if self.classes:
+            if labels is None and self.class_probs is not None:
+                labels = torch.multinomial(self.class_probs, n, replacement=True, generator=generator)
+            elif labels is None:
+                labels = torch.randint(self.classes, (n,), generator=generator, device=device)
+            out["y"] = labels.to(device).long()
+            parts.append(F.one_hot(out["y"], self.classes).to(z.dtype))
+        if self.continuous:
+            out["codes"] = torch.rand(n, self.continuous, generator=generator, device=device) * 2 - 1
+            parts.append(out["codes"])
+        if self.condition_dim:
+            if condition is None:
+                raise ConfigError("this generator is conditioned on the data: pass condition vectors")
+            out["c"] = condition.to(device, z.dtype)
+            parts.append(out["c"])
+        out["v"] = torch.cat(parts, dim=1) if len(parts) > 1 else z
+        return out
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = "cpu",
+               labels: Tensor | None = None, condition: Tensor | None = None) -> Tensor:
+        """``n`` input vectors; ``labels`` (n,) fixes the class codes instead of drawing them."""
+        return self.draw(n, generator, device, labels, condition)["v"]
+
+    def codes(self, v: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The one-hot class part and the continuous part of sampled vectors (None where absent)."""
+        one_hot = v[:, self.z_dim:self.z_dim + self.classes] if self.classes else None
+        start = self.z_dim + self.classes
+        cont = v[:, start:start + self.continuous] if self.continuous else None
+        return one_hot, cont
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "z_dim": self.z_dim, "classes": self.classes, "continuous": self.continuous,
+                "class_probs": self.class_probs_list, "condition_dim": self.condition_dim}
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> Prior:
+        return cls(d["kind"], d["z_dim"], d.get("classes", 0), d.get("continuous", 0), d.get("class_probs") or None,
+                   d.get("condition_dim", 0))
+
+
+@contextlib.contextmanager
+def sampling_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no gradients inside the block; the module's train/eval mode is restored even
+    when sampling fails (batch norm must use its running statistics when sampling)."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+def decode(module: nn.Module, v: Tensor) -> Tensor:
+    """``module(v)`` in sampling mode on the module's device; the result on the CPU as float."""
+    with sampling_mode(module):
+        return module(v.to(module_device(module))).float().cpu()
+
+
+def sample(module: nn.Module, prior: Prior, n: int, seed: int = 1234, batch: int = 4096, device: Any = None,
+           labels: Tensor | None = None, condition: Tensor | None = None) -> Tensor:
+    """``n`` raw samples in sampling mode with a private RNG (training's RNG streams stay untouched),
+    on ``device`` (default: the module's), returned on the CPU; ``labels`` (n,) fixes the class of
+    each sample of a conditional model, ``condition`` (n, c) the data conditions."""
+    return torch.cat(list(sample_batches(module, prior, n, seed, batch, device, labels, condition)))
+
+
+def sample_batches(module: nn.Module, prior: Prior, n: int, seed: int = 1234, batch: int = 4096,
+                   device: Any = None, labels: Tensor | None = None,
+                   condition: Tensor | None = None) -> Iterator[Tensor]:
+    """Raw samples in batches of ``batch`` (CPU, float), each drawn with the same private RNG as
+    :func:`sample` would use, so the batch size changes the noise only in how it is split."""
+    device = module_device(module) if device is None else device
+    gen = torch.Generator().manual_seed(seed)
+    with sampling_mode(module):
+        for i in range(0, n, batch):
+            j = min(n, i + batch)
+            v = prior.sample(j - i, gen, labels=None if labels is None else labels[i:j],
+                             condition=None if condition is None else condition[i:j])
+            yield module(v.to(device)).float().cpu()
+
+
+def build_generator_module(model: ModelConfig, spec: DataSpec, in_dim: int) -> nn.Module:
+    """The generator network a model config names (the VAE's decoder-with-encoder for ``family: vae``)."""
+    if model.family == "vae":
+        from ganforge.baselines.vae import build_vae
+
+        return build_vae(model, spec)
+    return build_generator(model.generator, spec, in_dim)
+
+
+class GeneratorArtifact:
+    """A trained generator: the module, its prior, the data spec and the fitted output transform.
+
+    ``sample(n)`` returns data as the user gave it (the transform inverted); ``raw=True`` returns
+    the network's output. ``export(path)`` writes it; :func:`load` reads it back.
+    """
+
+    def __init__(self, module: nn.Module, prior: Prior, spec: DataSpec, model: ModelConfig | dict[str, Any],
+                 transform: OutputTransform | None = None, custom: bool = False) -> None:
+        self.module, self.prior, self.spec, self.transform, self.custom = module, prior, spec, transform, custom
+        self.model_config = model if isinstance(model, dict) else to_dict(model)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the JSON beside the weights holds."""
+        meta: dict[str, Any] = {"format": FORMAT, "custom": self.custom, "shape": list(self.spec.shape),
+                                "spec": self.spec.to_dict(), "prior": self.prior.config(),
+                                "model": self.model_config, "transform": None}
+        if self.transform is not None:
+            meta["transform"] = {"kind": self.transform.kind, "config": self.transform.config()}
+        return meta
+
+    def sample(self, n: int, seed: int = 0, label: int | None = None, raw: bool = False,
+               condition: Tensor | None = None, device: Any = None) -> Any:
+        """``n`` samples; ``label`` asks a conditional generator for one class."""
+        x = sample(self.module, self.prior, n, seed=seed, device=device, labels=_labels(self.prior, n, label),
+                   condition=condition)
+        return x if raw or self.transform is None else self.transform.inverse_transform(x)
+
+    def export(self, path: str | Path) -> None:
+        """Write the weights (safetensors) with the metadata inside, and the metadata again as JSON."""
+        path = Path(path)
+        meta = self.meta
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in self.module.state_dict().items()}
+        if self.transform is not None:
+            tensors.update({_TRANSFORM_PREFIX + k: v.detach().cpu().contiguous().clone()
+                            for k, v in self.transform.tensors().items()})
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"ganforge": json.dumps(meta)}))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
+
+
+def _labels(prior: Prior, n: int, label: int | None) -> Tensor | None:
+    if label is None:
+        return None
+    if not prior.classes:
+        raise ConfigError("--label: this generator is not conditional (it was trained without classes)")
+    if not 0 <= label < prior.classes:
+        raise ConfigError(f"--label must lie in 0..{prior.classes - 1}, got {label}")
+    return torch.full((n,), label, dtype=torch.long)
+
+
+def load(path: str | Path, generator: nn.Module | None = None) -> GeneratorArtifact:
+    """Load a saved generator (a run folder or its ``generator.safetensors``); no code is unpickled.
+
+    A generator built from your own module needs that module passed as ``generator=``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "generator.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"no generator at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("ganforge")
+        tensors = load_file(str(path))
+    except Exception as e:  # a file that is not safetensors at all
+        raise ConfigError(f"{path} is not a ganforge generator file ({e})") from None
+    if raw is None:
+        raise ConfigError(f"{path} is not a ganforge generator file")
+    meta = json.loads(raw)
+    model = from_dict({"model": meta["model"]}).model
+    # Format 1 (before the artifact) kept no spec or prior: both follow from the shape and model.
+    spec = DataSpec.from_dict(meta["spec"]) if "spec" in meta else DataSpec(tuple(meta["shape"]))
+    prior = Prior.from_config(meta["prior"]) if "prior" in meta else Prior.from_model(model)
+    if generator is None:
+        if meta.get("custom"):
+            raise ConfigError(f"{path} holds weights of a user-defined generator: pass generator=YourModule()")
+        generator = build_generator_module(model, spec, prior.dim)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(_TRANSFORM_PREFIX)}
+    generator.load_state_dict(weights)
+    transform = None
+    if meta.get("transform"):
+        t = meta["transform"]
+        transform = load_transform(t["kind"], t["config"], {k[len(_TRANSFORM_PREFIX):]: v for k, v in tensors.items()
+                                                            if k.startswith(_TRANSFORM_PREFIX)})
+    return GeneratorArtifact(generator.eval(), prior, spec, meta["model"], transform, bool(meta.get("custom")))

@@ -1,0 +1,108 @@
+"""Objectives chosen by name (``model.objective``; by default from ``model.loss.name`` and the family).
+
+Registered here: ``adversarial`` (the losses of :data:`~ganforge.objectives.losses.LOSSES` with
+conditioning, auxiliary terms, techniques and penalties as parts), ``began``, ``mmd`` and ``elbo``.
+Your own: :func:`register_objective` (see the README's "Your own objective").
+"""
+from __future__ import annotations
+
+from ganforge.config import Config
+from ganforge.nn.techniques import HistoricalAverage, parse_policy
+from ganforge.objectives.adversarial import AdversarialObjective, BEGANBalance, d_targets, instance_noise_std
+from ganforge.objectives.auxiliary import DataCondition, LabelCondition, build_term, check_mode
+from ganforge.objectives.base import OBJECTIVES, Batch, Game, Objective, ObjectiveSpec, Phase, Setup, readout
+from ganforge.objectives.base import register_objective
+from ganforge.objectives.losses import LOSSES, AdversarialLoss, began_d_loss, began_g_loss, register_loss
+from ganforge.objectives.moments import ELBOObjective, MMDObjective
+from ganforge.objectives.regularizers import GradientPenalty, R1Penalty, WeightClip
+from ganforge.registry import ConfigError
+
+__all__ = ["LOSSES", "OBJECTIVES", "AdversarialLoss", "AdversarialObjective", "BEGANBalance", "Batch",
+           "ELBOObjective", "Game", "GradientPenalty", "MMDObjective", "Objective", "ObjectiveSpec", "Phase",
+           "R1Penalty", "Setup", "WeightClip", "d_targets", "instance_noise_std", "objective_name", "readout",
+           "register_loss", "register_objective"]
+
+BEGAN_LOSS = AdversarialLoss("began", began_d_loss, began_g_loss, "critic", False,
+                             "BEGAN: L_D = L(x) - k_t L(G(z)), L_G = L(G(z)) on auto-encoder errors")
+
+
+def objective_name(cfg: Config) -> str:
+    """``model.objective``, or the one the loss and family imply: ``elbo`` for a VAE, ``began`` and
+    ``mmd`` for those losses, ``adversarial`` for every registered adversarial loss."""
+    m = cfg.model
+    if m.objective:
+        return m.objective
+    if m.family == "vae":
+        return "elbo"
+    if m.loss.name in OBJECTIVES:
+        return m.loss.name
+    if m.loss.name not in LOSSES:
+        LOSSES.get(m.loss.name)  # the one-line error naming the closest loss
+    return "adversarial"
+
+
+def adversarial(setup: Setup, balance: BEGANBalance | None = None, loss: AdversarialLoss | None = None) -> AdversarialObjective:
+    """The adversarial objective a config describes, after checking that its parts fit together."""
+    cfg, m, t = setup.cfg, setup.cfg.model, setup.cfg.techniques
+    loss = loss if loss is not None else LOSSES.get(m.loss.name)
+    if (t.label_smoothing or t.label_flip) and not loss.soft_targets:
+        raise ConfigError(f"techniques.label_smoothing/label_flip apply to losses with targets, "
+                          f"not '{loss.name}' (use minimax, nonsaturating or lsgan)")
+    if not 0 <= t.label_smoothing < 1 or not 0 <= t.label_flip < 1:
+        raise ConfigError("techniques.label_smoothing and label_flip must lie in [0, 1)")
+    if t.diff_augment:
+        parse_policy(t.diff_augment)  # a misspelt policy fails now, not at the first step
+    mode = check_mode(m.conditioning)
+    condition = (LabelCondition(m.classes) if mode in ("cgan", "projection")
+                 else DataCondition() if setup.spec.condition_dim else None)
+    if t.feature_matching and condition is not None:
+        raise ConfigError("techniques.feature_matching is not supported with a conditioned D (cgan, projection)")
+    penalties: list[GradientPenalty | R1Penalty] = []
+    if m.loss.reg_interval < 1:
+        raise ConfigError(f"model.loss.reg_interval must be at least 1, got {m.loss.reg_interval}")
+    if m.loss.gradient_penalty > 0:
+        penalties.append(GradientPenalty(m.loss.gradient_penalty, m.loss.reg_interval))
+    if m.loss.r1 > 0:
+        penalties.append(R1Penalty(m.loss.r1, m.loss.reg_interval))
+    assert setup.discriminator is not None
+    ha = t.historical_average
+    return AdversarialObjective(
+        criterion=loss, techniques=t, condition=condition,
+        aux=build_term(mode, m.classes, m.continuous_codes, m.aux_weight),
+        penalties=penalties,
+        weight_clip=WeightClip(m.loss.weight_clip) if m.loss.weight_clip > 0 else None,
+        d_history=HistoricalAverage(setup.discriminator, ha) if ha > 0 else None,
+        g_history=HistoricalAverage(setup.generator, ha) if ha > 0 else None,
+        balance=balance, d_steps=cfg.train.d_steps, g_steps=cfg.train.g_steps,
+        fresh_g_noise=cfg.train.fresh_g_noise, noise_anneal_steps=cfg.train.steps)
+
+
+def _no_adversary(setup: Setup, name: str) -> None:
+    t = setup.cfg.techniques
+    for key in ("feature_matching", "historical_average", "label_smoothing", "label_flip", "instance_noise",
+                "diff_augment"):
+        if getattr(t, key):
+            raise ConfigError(f"techniques.{key} needs a discriminator; the '{name}' objective has none")
+
+
+def _mmd(setup: Setup) -> MMDObjective:
+    _no_adversary(setup, "mmd")
+    return MMDObjective(setup.cfg.model.loss.mmd_bandwidths, setup.cfg.train.g_steps)
+
+
+def _elbo(setup: Setup) -> ELBOObjective:
+    _no_adversary(setup, "elbo")
+    return ELBOObjective(setup.cfg.train.g_steps)
+
+
+def _began(setup: Setup) -> AdversarialObjective:
+    lc = setup.cfg.model.loss
+    return adversarial(setup, BEGANBalance(lc.began_gamma, lc.began_lambda_k), BEGAN_LOSS)
+
+
+register_objective("adversarial", adversarial, "network",
+                   "D and G phases of an adversarial loss (model.loss.name) with conditioning, penalties, techniques")
+register_objective("began", _began, "autoencoder", "BEGAN: auto-encoder D, k_t balance, convergence measure")
+register_objective("mmd", _mmd, None,
+                   "generative moment matching: MMD with a mixture of Gaussian kernels, no D network")
+register_objective("elbo", _elbo, None, "the VAE baseline: negative evidence lower bound on real data")
