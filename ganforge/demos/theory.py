@@ -36,10 +36,10 @@ from torch import Tensor, nn
 
 from ganforge.config import Config, DataConfig, NetConfig
 from ganforge.data.toy import gaussian1d
-from ganforge.nn import build_discriminator
-from ganforge.training.assemble import assemble
 from ganforge.generator import sample, sampling_mode
 from ganforge.io import atomic_write_text
+from ganforge.nn import build_discriminator
+from ganforge.training.assemble import assemble
 from ganforge.training.trainer import GANParts, Trainer
 
 # p_data, shared by the figure and the checks; p_g of the frozen generator overlaps it substantially

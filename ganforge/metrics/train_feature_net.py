@@ -29,8 +29,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ganforge.data.mnist import embedded_mnist, to_tensor_images
-from ganforge.metrics.digits import WEIGHTS_FILE, WEIGHTS_SHA256, DigitNet, sha256_bytes
 from ganforge.io import atomic_write
+from ganforge.metrics.digits import WEIGHTS_FILE, WEIGHTS_SHA256, DigitNet, sha256_bytes
 
 
 def augment(x: Tensor, gen: torch.Generator) -> Tensor:

@@ -10,8 +10,17 @@ from ganforge.config import Config
 from ganforge.nn.techniques import HistoricalAverage, parse_policy
 from ganforge.objectives.adversarial import AdversarialObjective, BEGANBalance, d_targets, instance_noise_std
 from ganforge.objectives.auxiliary import DataCondition, LabelCondition, build_term, check_mode
-from ganforge.objectives.base import OBJECTIVES, Batch, Game, Objective, ObjectiveSpec, Phase, Setup, readout
-from ganforge.objectives.base import register_objective
+from ganforge.objectives.base import (
+    OBJECTIVES,
+    Batch,
+    Game,
+    Objective,
+    ObjectiveSpec,
+    Phase,
+    Setup,
+    readout,
+    register_objective,
+)
 from ganforge.objectives.losses import LOSSES, AdversarialLoss, began_d_loss, began_g_loss, register_loss
 from ganforge.objectives.moments import ELBOObjective, MMDObjective
 from ganforge.objectives.regularizers import GradientPenalty, R1Penalty, WeightClip
@@ -41,7 +50,8 @@ def objective_name(cfg: Config) -> str:
     return "adversarial"
 
 
-def adversarial(setup: Setup, balance: BEGANBalance | None = None, loss: AdversarialLoss | None = None) -> AdversarialObjective:
+def adversarial(setup: Setup, balance: BEGANBalance | None = None,
+                loss: AdversarialLoss | None = None) -> AdversarialObjective:
     """The adversarial objective a config describes, after checking that its parts fit together."""
     cfg, m, t = setup.cfg, setup.cfg.model, setup.cfg.techniques
     loss = loss if loss is not None else LOSSES.get(m.loss.name)

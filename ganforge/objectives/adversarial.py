@@ -171,7 +171,8 @@ class AdversarialObjective:
         logs: dict[str, Tensor] = {}
         for reg in self.penalties:
             if reg.interval == phase.interval:
-                pen = reg.penalty(game.D, x_real, x_fake, c=c_real, generator=game.rng) * (phase.interval * self.d_steps)
+                gain = phase.interval * self.d_steps
+                pen = reg.penalty(game.D, x_real, x_fake, c=c_real, generator=game.rng) * gain
                 logs[type(reg).__name__] = pen.detach()
                 loss = loss + pen
         return loss, logs
@@ -186,7 +187,8 @@ class AdversarialObjective:
             # Salimans et al. (2016): match the mean of D's features on real data.
             with torch.no_grad():
                 real = game.real(len(x))
-                f_real = game.judge(self._inputs(game, real["x"]), self._cond(real), features=True)[1]["features"].mean(0)
+                _, ex_real = game.judge(self._inputs(game, real["x"]), self._cond(real), features=True)
+                f_real = ex_real["features"].mean(0)
             _, ex = game.judge(x, c, features=True, aux=aux)
             loss = ((ex["features"].mean(0) - f_real) ** 2).sum()
         else:

@@ -8,7 +8,6 @@ same numbers as an uninterrupted one.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
