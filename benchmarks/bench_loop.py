@@ -14,9 +14,16 @@ With ``--fast``, ganforge runs with the speed settings its image presets use by 
 stay those of the baseline. Both modes skip D's weight gradients in G's step (the step needs only
 the gradient with respect to D's input). ``--device cuda`` runs both loops on a GPU.
 
-Last line: JSON with ganforge_images_per_second, plain_images_per_second, ratio.
+The statistic: in each round both loops run once (order alternating between rounds), the round's
+ratio is ganforge's images/s over the plain loop's in that round, and the figure reported is the
+**median of the per-round ratios** (every per-round ratio is printed too). The medians of each
+loop's images/s are reported beside it, for scale only.
+
+Last line: JSON with the per-round images/s of both loops, the per-round ratios and their median
+(``ratio``). ``--out PATH`` writes the same, plus date, command line, CPU model and speed flags,
+torch version and thread count, as a results file (e.g. docs/results/bench_loop.json).
 Usage: python benchmarks/bench_loop.py [--fast] [--device cpu|cuda] [--steps 40] [--warmup 5] [--rounds 3]
-           [--batch-size 64] [--baseline PATH]
+           [--batch-size 64] [--baseline PATH] [--out docs/results/bench_loop.json]
 """
 from __future__ import annotations
 
@@ -30,6 +37,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = ROOT.parent / "shared" / "bench" / "plain_dcgan.py"
@@ -138,6 +148,8 @@ def main() -> None:
                     help="ganforge with the image presets' speed settings (channels-last, autocast)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both loops run there)")
     ap.add_argument("--baseline", type=Path, default=PLAIN, help="the plain script (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write a JSON results file here (e.g. docs/results/bench_loop.json)")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("skipped: --device cuda but no CUDA GPU here")
@@ -146,7 +158,7 @@ def main() -> None:
     mod = load_plain(args.baseline)
     torch.manual_seed(0)
     data = torch.rand(4096, 1, 28, 28) * 2 - 1
-    plain, ours = [], []
+    plain, ours, ratios = [], [], []
     for r in range(args.rounds):
         # Alternate the order so drift in machine load does not favour either side.
         runs = [("plain", plain), ("ganforge", ours)]
@@ -156,14 +168,27 @@ def main() -> None:
             else:
                 acc.append(ganforge_run(mod, data, args.batch_size, args.warmup, args.steps, extra, args.device))
             print(f"round {r + 1} {name:9s} {acc[-1]:8.1f} images/s", file=sys.stderr)
-    p, g = statistics.median(plain), statistics.median(ours)
-    cmd = "python benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
-    print(f"reproduce: {cmd.strip()}", file=sys.stderr)
-    print(json.dumps({"ganforge_images_per_second": round(g, 1), "plain_images_per_second": round(p, 1),
-                      "ratio": round(g / p, 3), "batch_size": args.batch_size, "steps": args.steps,
-                      "rounds": args.rounds, "fast": args.fast, "device": args.device,
-                      "threads": torch.get_num_threads(), "settings": extra.get("train", {}),
-                      "command": cmd.strip()}))
+        ratios.append(ours[-1] / plain[-1])
+        print(f"round {r + 1} ratio     {ratios[-1]:8.3f} (ganforge / plain, this round)", file=sys.stderr)
+    ratio = statistics.median(ratios)
+    print("per-round ratios: " + ", ".join(f"{x:.3f}" for x in ratios)
+          + f"; median of per-round ratios: {ratio:.3f}", file=sys.stderr)
+    cmd = results_file.command_line("benchmarks/bench_loop.py")
+    print(f"reproduce: {cmd}", file=sys.stderr)
+    result = {
+        "ratio": round(ratio, 3),
+        "ratio_statistic": "median over rounds of (ganforge images/s / plain images/s in the same round)",
+        "per_round_ratio": [round(x, 4) for x in ratios],
+        "ganforge_images_per_second_per_round": [round(x, 1) for x in ours],
+        "plain_images_per_second_per_round": [round(x, 1) for x in plain],
+        "ganforge_images_per_second_median": round(statistics.median(ours), 1),
+        "plain_images_per_second_median": round(statistics.median(plain), 1),
+        "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "fast": args.fast, "device": args.device, "settings": extra.get("train", {}),
+        "baseline": str(args.baseline),
+    }
+    results_file.write(args.out, {**results_file.header("benchmarks/bench_loop.py", args.device), **result})
+    print(json.dumps({**result, "threads": torch.get_num_threads(), "command": cmd}))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,12 @@ Variants: ``nodgrad`` (D's weights take no gradient in G's step, as ganforge's t
 product it is, same weight), ``fused`` (Adam with ``fused=True``), ``compile`` (``torch.compile``
 of G and D; compilation happens in the warm-up steps, not timed).
 
+Each round runs every variant once (order reversed every other round); a variant's ratio in a round
+is its images/s over the unchanged loop's in the same round, and the figure reported is the median
+of those per-round ratios (all of them are printed and kept).
+
 Usage: python benchmarks/loop_variants.py [--variants plain nodgrad ...] [--rounds 3] [--steps 40]
+           [--warmup 5] [--batch-size 64] [--baseline PATH] [--out docs/results/loop_variants.json]
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_loop import load_plain  # noqa: E402
+import results_file  # noqa: E402
+from bench_loop import PLAIN, load_plain  # noqa: E402
 
 VARIANTS = ["plain", "nodgrad", "linear+nodgrad", "fused+linear+nodgrad", "compile+nodgrad"]
 
@@ -85,21 +91,36 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--baseline", type=Path, default=PLAIN, help="the plain script (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write a JSON results file here (e.g. docs/results/loop_variants.json)")
     args = ap.parse_args()
     variants = ["plain"] + [v for v in args.variants if v != "plain"]
-    mod = load_plain()
+    mod = load_plain(args.baseline)
     data = torch.rand(4096, 1, 28, 28) * 2 - 1
     res: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants if r % 2 == 0 else variants[::-1]:
             res[v].append(images_per_second(mod, v, data, args.batch_size, args.steps, args.warmup))
             print(f"round {r + 1} {v:24s} {res[v][-1]:8.1f} images/s", file=sys.stderr)
-    base = statistics.median(res["plain"])
-    ratios = {v: round(statistics.median(res[v]) / base, 3) for v in variants}
-    cmd = ("python benchmarks/loop_variants.py " + " ".join(sys.argv[1:])).strip()
+    per_round = {v: [res[v][r] / res["plain"][r] for r in range(args.rounds)] for v in variants}
+    ratios = {v: round(statistics.median(per_round[v]), 3) for v in variants}
+    for v in variants[1:]:
+        print(f"{v:24s} per-round ratios " + ", ".join(f"{x:.3f}" for x in per_round[v])
+              + f"; median {ratios[v]:.3f}", file=sys.stderr)
+    cmd = results_file.command_line("benchmarks/loop_variants.py")
     print(f"reproduce: {cmd}", file=sys.stderr)
-    print(json.dumps({"plain_images_per_second": round(base, 1), "ratio_to_plain": ratios,
-                      "batch_size": args.batch_size, "threads": torch.get_num_threads(), "command": cmd}))
+    result = {
+        "ratio_to_plain": ratios,
+        "ratio_statistic": "median over rounds of (variant images/s / plain images/s in the same round)",
+        "per_round_ratio_to_plain": {v: [round(x, 4) for x in per_round[v]] for v in variants},
+        "images_per_second_per_round": {v: [round(x, 1) for x in res[v]] for v in variants},
+        "plain_images_per_second_median": round(statistics.median(res["plain"]), 1),
+        "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "baseline": str(args.baseline),
+    }
+    results_file.write(args.out, {**results_file.header("benchmarks/loop_variants.py"), **result})
+    print(json.dumps({**result, "threads": torch.get_num_threads(), "command": cmd}))
 
 
 if __name__ == "__main__":

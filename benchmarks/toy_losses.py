@@ -6,7 +6,11 @@ Each loss starts from the data set's preset (ring2d / grid2d: MLPs 3x128, batch 
 only what that loss's paper prescribes (LOSS_SETTINGS, or the presets DATA-wgan and DATA-wgan-gp).
 The Wasserstein critics take 5 D steps per G step, so their presets have a third of the G steps.
 
-Usage: python benchmarks/toy_losses.py [--seeds 0 1 2] [--jobs 2] [--out docs/toy_losses.md]
+The JSON beside the table holds date, command line, CPU, torch version, thread count and commit,
+and every run's figures (``rows``).
+
+Usage: python benchmarks/toy_losses.py [--seeds 0 1 2] [--data ring2d grid2d] [--losses ...] [--jobs 2]
+           [--out docs/results/toy_losses.md]
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402
 
 LOSS_SETTINGS: dict[str, list[str]] = {
     "nonsaturating": [],
@@ -108,7 +115,9 @@ def main() -> None:
     print(md)
     if args.out:
         Path(args.out).write_text(md)
-        Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        results_file.write(Path(args.out).with_suffix(".json"),
+                           {**results_file.header("benchmarks/toy_losses.py"), "jobs": args.jobs,
+                            "threads_per_run": threads, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ from ganforge.objectives.moments import ELBOObjective, MMDObjective
 from ganforge.objectives.regularizers import GradientPenalty, R1Penalty, WeightClip
 from ganforge.registry import ConfigError
 
-__all__ = ["LOSSES", "OBJECTIVES", "AdversarialLoss", "AdversarialObjective", "BEGANBalance", "Batch",
-           "ELBOObjective", "Game", "GradientPenalty", "MMDObjective", "Objective", "ObjectiveSpec", "Phase",
-           "R1Penalty", "Setup", "WeightClip", "d_targets", "instance_noise_std", "objective_name", "readout",
-           "register_loss", "register_objective"]
+__all__ = ["AdversarialLoss", "AdversarialObjective", "BEGANBalance", "Batch", "ELBOObjective", "Game",
+           "GradientPenalty", "LOSSES", "MMDObjective", "OBJECTIVES", "Objective", "ObjectiveSpec", "Phase",
+           "R1Penalty", "Setup", "WeightClip", "build_adversarial", "d_targets", "instance_noise_std",
+           "objective_name", "readout", "register_loss", "register_objective"]
 
 BEGAN_LOSS = AdversarialLoss("began", began_d_loss, began_g_loss, "critic", False,
                              "BEGAN: L_D = L(x) - k_t L(G(z)), L_G = L(G(z)) on auto-encoder errors")
@@ -50,7 +50,7 @@ def objective_name(cfg: Config) -> str:
     return "adversarial"
 
 
-def adversarial(setup: Setup, balance: BEGANBalance | None = None,
+def build_adversarial(setup: Setup, balance: BEGANBalance | None = None,
                 loss: AdversarialLoss | None = None) -> AdversarialObjective:
     """The adversarial objective a config describes, after checking that its parts fit together."""
     cfg, m, t = setup.cfg, setup.cfg.model, setup.cfg.techniques
@@ -107,10 +107,10 @@ def _elbo(setup: Setup) -> ELBOObjective:
 
 def _began(setup: Setup) -> AdversarialObjective:
     lc = setup.cfg.model.loss
-    return adversarial(setup, BEGANBalance(lc.began_gamma, lc.began_lambda_k), BEGAN_LOSS)
+    return build_adversarial(setup, BEGANBalance(lc.began_gamma, lc.began_lambda_k), BEGAN_LOSS)
 
 
-register_objective("adversarial", adversarial, "network",
+register_objective("adversarial", build_adversarial, "network",
                    "D and G phases of an adversarial loss (model.loss.name) with conditioning, penalties, techniques")
 register_objective("began", _began, "autoencoder", "BEGAN: auto-encoder D, k_t balance, convergence measure")
 register_objective("mmd", _mmd, None,

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.nn import call_d
+from ganforge.objectives.base import Batch
 from ganforge.registry import ConfigError
 
-Batch = dict[str, Tensor]
 AUTOCAST = ("none", "bf16")
 
 
@@ -39,7 +39,7 @@ class Game:
 
     def _to_device(self, batch: Batch) -> Batch:
         out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if self.channels_last and out["x"].dim() == 4:
+        if self.channels_last and "x" in out and out["x"].dim() == 4:
             out["x"] = out["x"].contiguous(memory_format=torch.channels_last)
         return out
 

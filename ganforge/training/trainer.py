@@ -8,7 +8,7 @@ zeroes the phase's player's gradients, backpropagates and steps its optimizer. E
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +44,6 @@ class GANParts:
     opt_d: torch.optim.Optimizer | None
     spec: Any = None  # the data's DataSpec
     transform: Any = None  # the fitted output transform exported with the generator
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -91,7 +90,10 @@ class Trainer:
             for p in frozen:
                 p.requires_grad_(True)
         if self.want_stats:
-            logs[f"grad_norm_{phase.player}"] = grad_norm(self.params[phase.player])
+            # A player's main phase reports its gradient norm; an occasional phase (lazy
+            # regularization) reports under its own name, so it never masks the main one.
+            key = phase.player if phase.interval == 1 else phase.name
+            logs[f"grad_norm_{key}"] = grad_norm(self.params[phase.player])
         opt.step()
         self.updates[phase.name] += 1
         if hasattr(self.objective, "after_update"):

@@ -49,8 +49,12 @@ def test_infogan_reports_code_accuracy(tmp_path):
     r = ganforge("train", "mnist-infogan", "--out", str(out), "--steps", "10", *SHRINK)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((out / "summary.json").read_text())
-    assert 0.1 <= s["code_accuracy"] <= 1 and sorted(s["code_to_digit"].values()) == list(range(10))
-    assert 0.1 <= s["q_accuracy"] <= 1 and sorted(s["q_code_to_digit"].values()) == list(range(10))
+    # 10 steps at width 8 is an untrained G and Q: both must read as chance (0.100 and 0.192 at
+    # fae847c; a best one-to-one mapping scores at least 0.1 by construction). The metric's right
+    # answers on known inputs are checked in tests/unit/test_code_accuracy.py.
+    assert s["code_accuracy"] < 0.3 and s["q_accuracy"] < 0.4, (s["code_accuracy"], s["q_accuracy"])
+    assert sorted(s["code_to_digit"].values()) == list(range(10))  # structure only
+    assert sorted(s["q_code_to_digit"].values()) == list(range(10))
     bad = ganforge("sample", str(out), "--n", "2", "--out", str(tmp_path / "x.png"), "--label", "3")
     assert bad.returncode == 0  # InfoGAN's categorical code can be fixed like a label
 

@@ -16,7 +16,7 @@ def test_output_is_each_images_mean_l1_reconstruction_error(shape):
     d = DCGANAutoencoderDiscriminator(NetConfig(width=8, activation="elu"), shape)
     x = torch.rand(3, *shape) * 2 - 1
     rec = d.reconstruct(x)
-    assert rec.shape == x.shape and d.features(x).shape == (3, 64)
+    assert rec.shape == x.shape and d(x, features=True)[1].shape == (3, 64)
     assert torch.allclose(d(x), (rec - x).abs().mean((1, 2, 3)))
 
 

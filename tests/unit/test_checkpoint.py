@@ -206,7 +206,7 @@ def test_trainer_state_round_trips_and_resumes_identically(tmp_path, norms):
 
     b = _trainer(seed=1, norms=norms)
     b.load_state_dict(loaded)
-    assert b.step_num == 2 and b.d_updates == 2
+    assert b.step_num == 2 and b.updates == {"D": 2, "G": 2}
     assert_same(a.parts.opt_g.state_dict(), b.parts.opt_g.state_dict())
     assert_same(a.parts.opt_d.state_dict(), b.parts.opt_d.state_dict())
     # the restored optimizer keeps working, and the next step is the same as the uninterrupted run's

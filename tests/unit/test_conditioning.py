@@ -7,10 +7,11 @@ import torch.nn.functional as F
 
 from ganforge.config import from_dict
 from ganforge.data.tensor import TensorData
+from ganforge.generator import Prior
+from ganforge.objectives.auxiliary import ACGANTerm, InfoGANTerm, LabelCondition
 from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble
-from ganforge.training.conditioning import Conditioning
-from ganforge.training.trainer import Prior, Trainer
+from ganforge.training.trainer import Trainer
 
 
 def tiny(mode: str = "none", **extra) -> dict:
@@ -35,28 +36,40 @@ def test_prior_vector_layout_and_fixed_labels():
     one_hot, cont = p.codes(v)
     assert one_hot.argmax(1).tolist() == [0, 1, 2, 3, 0, 1] and torch.all(one_hot.sum(1) == 1)
     assert cont.shape == (6, 2) and cont.abs().max() <= 1
+    # draw() hands the same vector's parts to the objective as named batch entries.
+    b = p.draw(6, torch.Generator().manual_seed(0), labels=torch.tensor([0, 1, 2, 3, 0, 1]))
+    torch.testing.assert_close(b["v"], v)
+    assert b["y"].tolist() == [0, 1, 2, 3, 0, 1]
+    torch.testing.assert_close(b["codes"], cont)
 
 
 def test_acgan_losses_equal_hand_computed_cross_entropies():
     head = torch.nn.Linear(3, 4)
-    cond = Conditioning("acgan", 4, weight=0.5, head=head)
+    term = ACGANTerm(weight=0.5)
     h_real, h_fake = torch.randn(5, 3), torch.randn(5, 3)
     labels = torch.tensor([0, 1, 2, 3, 0])
     given = torch.tensor([3, 3, 2, 1, 0])  # the labels G was given
-    v = torch.cat([torch.randn(5, 2), F.one_hot(given, 4).float()], 1)
+    real, fake = {"y": labels}, {"y": given}
     expect_d = 0.5 * (F.cross_entropy(head(h_real), labels) + F.cross_entropy(head(h_fake), given))
-    torch.testing.assert_close(cond.d_loss(h_real, labels, h_fake, v), expect_d)
-    torch.testing.assert_close(cond.g_loss(h_fake, v), 0.5 * F.cross_entropy(head(h_fake), given))
-    assert cond.real_input(labels) is None  # AC-GAN's D does not see labels
+    torch.testing.assert_close(term.d_loss(real, head(h_real), fake, head(h_fake)), expect_d)
+    torch.testing.assert_close(term.g_loss(fake, head(h_fake)), 0.5 * F.cross_entropy(head(h_fake), given))
+    # AC-GAN's D does not see labels (no condition beside x); CGAN's sees the one-hot label.
+    assert assemble(from_dict(tiny("acgan")), data=labelled_data()).objective.condition is None
+    cond = assemble(from_dict(tiny("cgan")), data=labelled_data()).objective.condition
+    assert isinstance(cond, LabelCondition)
+    torch.testing.assert_close(cond({"y": labels}), F.one_hot(labels, 10).float())
 
 
 def test_infogan_loss_recovers_categorical_and_continuous_codes():
-    cond = Conditioning("infogan", 3, continuous=2, weight=1.0, head=torch.nn.Identity())
-    v = torch.cat([torch.randn(4, 2), F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float(), torch.rand(4, 2)], 1)
-    perfect = torch.cat([100 * v[:, 2:5], v[:, 5:]], 1)  # Q's output: confident right class, exact codes
-    assert float(cond.g_loss(perfect, v)) < 1e-6
-    wrong = torch.cat([100 * v[:, 2:5].roll(1, dims=1), v[:, 5:] + 1], 1)
-    assert float(cond.g_loss(wrong, v)) > 50
+    term = InfoGANTerm(3, 2, weight=1.0)
+    y = torch.tensor([0, 1, 2, 0])
+    fake = {"y": y, "codes": torch.rand(4, 2) * 2 - 1}
+    one_hot = F.one_hot(y, 3).float()
+    perfect = torch.cat([100 * one_hot, fake["codes"]], 1)  # Q's output: confident right class, exact codes
+    assert float(term.g_loss(fake, perfect)) < 1e-6
+    assert float(term.d_loss({}, None, fake, perfect)) < 1e-6
+    wrong = torch.cat([100 * one_hot.roll(1, dims=1), fake["codes"] + 1], 1)
+    assert float(term.g_loss(fake, wrong)) > 50
 
 
 @pytest.mark.parametrize("mode", ["cgan", "projection", "acgan", "infogan"])
@@ -101,16 +114,16 @@ def test_g_step_leaves_d_without_gradients_and_trainable():
     cfg = from_dict(tiny())
     parts = assemble(cfg, data=labelled_data())
     trainer = Trainer(parts, cfg.train)
-    fake, codes = trainer._fake(12)
+    (g_phase,) = [p for p in trainer.phases if p.name == "G"]
     parts.opt_d.zero_grad(set_to_none=True)
-    trainer.g_update(fake, codes)
+    trainer.run_phase(g_phase)
     assert all(p.grad is None for p in parts.discriminator.parameters())  # no wasted dW for D
     assert all(p.requires_grad for p in parts.discriminator.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in parts.generator.parameters())
 
 
 def test_diff_augment_changes_what_d_sees(monkeypatch):
-    import ganforge.training.trainer as tr
+    import ganforge.objectives.adversarial as tr
     seen = []
     real_fn = tr.diff_augment
 
@@ -132,12 +145,13 @@ def test_historical_average_penalizes_both_players_and_resumes():
     for _ in range(3):
         out = trainer.step()
     assert float(out["HistoricalAverage"]) > 0  # by step 3, D has moved away from the mean of its past
-    assert parts.g_history is not None and parts.g_history.count == 3
+    assert parts.objective.g_history is not None and parts.objective.g_history.count == 3
+    assert parts.objective.d_history is not None and parts.objective.d_history.count == 3
     state = trainer.state_dict()
     parts2 = assemble(cfg, data=labelled_data())
     t2 = Trainer(parts2, cfg.train)
     t2.load_state_dict(state)
-    assert parts2.g_history.count == 3
+    assert parts2.objective.g_history.count == 3 and parts2.objective.d_history.count == 3
 
 
 def test_minibatch_discrimination_in_dcgan_d():

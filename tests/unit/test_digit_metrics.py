@@ -99,7 +99,7 @@ def test_a_generator_is_sampled_with_fixed_noise_whatever_the_batch_size():
     from ganforge.config import NetConfig
     from ganforge.nn import build_generator
     torch.manual_seed(0)
-    g = build_generator(NetConfig(name="dcgan", width=8), 16, (1, 28, 28))
+    g = build_generator(NetConfig(name="dcgan", width=8), (1, 28, 28), 16)
     a = evaluate(g, metrics="fid", n=600, batch_size=128, progress=False)["fid"]
     b = evaluate(g, metrics="fid", n=600, batch_size=600, progress=False)["fid"]
     assert a == pytest.approx(b, rel=1e-6)

@@ -6,8 +6,10 @@ import math
 import pytest
 import torch
 
-from ganforge.losses import LOSSES, AdversarialLoss, mmd2, register_loss
-from ganforge.losses.adversarial import (
+from ganforge.objectives import OBJECTIVES, objective_name
+from ganforge.objectives.losses import (
+    LOSSES,
+    AdversarialLoss,
     bce_d_loss,
     began_convergence,
     began_d_loss,
@@ -17,7 +19,9 @@ from ganforge.losses.adversarial import (
     lsgan_d_loss,
     lsgan_g_loss,
     minimax_g_loss,
+    mmd2,
     nonsaturating_g_loss,
+    register_loss,
     wasserstein_d_loss,
     wasserstein_g_loss,
 )
@@ -178,12 +182,18 @@ def test_mmd2_one_point_against_one_point_by_hand():
 
 
 def test_all_seven_losses_are_registered():
-    names = {"minimax", "nonsaturating", "wasserstein", "lsgan", "hinge", "began", "mmd"}
-    assert names <= set(LOSSES.keys())
-    assert LOSSES.get("wasserstein").kind == "critic"
-    assert LOSSES.get("began").kind == "energy"
-    assert LOSSES.get("mmd").kind == "moment"
+    """Five adversarial losses; BEGAN and MMD are objectives of their own, chosen by the same name."""
+    assert {"minimax", "nonsaturating", "wasserstein", "lsgan", "hinge"} <= set(LOSSES.keys())
+    assert {"adversarial", "began", "mmd", "elbo"} <= set(OBJECTIVES.keys())
+    assert LOSSES.get("wasserstein").kind == "critic" and LOSSES.get("nonsaturating").kind == "logit"
     assert LOSSES.get("minimax").soft_targets and not LOSSES.get("hinge").soft_targets
+    assert OBJECTIVES.get("began").discriminator == "autoencoder" and OBJECTIVES.get("mmd").discriminator is None
+    from ganforge.config import from_dict
+    for loss, objective in (("hinge", "adversarial"), ("began", "began"), ("mmd", "mmd")):
+        assert objective_name(from_dict({"model": {"loss": {"name": loss}}})) == objective
+    assert objective_name(from_dict({"model": {"family": "vae"}})) == "elbo"
+    with pytest.raises(ConfigError, match="did you mean 'hinge'"):
+        objective_name(from_dict({"model": {"loss": {"name": "hinje"}}}))
 
 
 def test_registering_a_duplicate_loss_raises():

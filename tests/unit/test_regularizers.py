@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.losses import GradientPenalty, R1Penalty, WeightClip
+from ganforge.objectives.regularizers import GradientPenalty, R1Penalty, WeightClip
 
 
 class Linear(nn.Module):
@@ -52,10 +52,15 @@ def test_r1_on_a_linear_critic(gamma):
     assert float(pen.detach()) == pytest.approx(gamma / 2 * 25.0, rel=1e-9)
 
 
-def test_r1_lazy_regularization_scales_by_interval():
+def test_a_penalty_is_unscaled_by_its_interval():
+    """Lazy regularization is scaled by the objective, the same way for every penalty
+    (tests/unit/test_defects.py::test_lazy_regularization_is_scaled_by_its_interval_for_every_regularizer)."""
     real, fake = batches()
-    pen = R1Penalty(gamma=1.0, interval=4).penalty(Linear([3.0, 4.0, 0.0]), real, fake)
-    assert float(pen.detach()) == pytest.approx(4 * 0.5 * 25.0, rel=1e-9)
+    for interval in (1, 4):
+        pen = R1Penalty(gamma=1.0, interval=interval).penalty(Linear([3.0, 4.0, 0.0]), real, fake)
+        assert float(pen.detach()) == pytest.approx(0.5 * 25.0, rel=1e-9)
+        gp = GradientPenalty(weight=1.0, interval=interval).penalty(Linear([3.0, 4.0, 0.0]), real, fake)
+        assert float(gp.detach()) == pytest.approx((5.0 - 1.0) ** 2, rel=1e-9)
 
 
 def test_r1_uses_real_data_only():

@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from ganforge.config import NetConfig, from_dict
+from ganforge.data.clusters import cluster_labels
 from ganforge.data.tensor import TensorData
+from ganforge.generator import Prior
 from ganforge.metrics.conditional import hungarian_accuracy, q_accuracy
+from ganforge.nn import WithHead
 from ganforge.nn.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble
-from ganforge.training.conditioning import cluster_labels
-from ganforge.training.trainer import Prior, Trainer
+from ganforge.training.trainer import Trainer
 
 
 def blobs(sizes: tuple[int, ...] = (60, 20), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,17 +76,21 @@ def test_bad_self_conditioning_configs_are_one_line_errors(model, match):
 
 
 def test_q_accuracy_maps_codes_to_digits_one_to_one():
-    class D(torch.nn.Module):
-        def forward_features(self, x):
-            return x.sum((1, 2, 3)), x.flatten(1)[:, :3]
+    class Body(torch.nn.Module):
+        def forward(self, x, features=False):
+            out, h = x.sum((1, 2, 3)), x.flatten(1)[:, :3]
+            return (out, h) if features else out
+
+    def D() -> WithHead:  # Q's head reads the features through D's own forward call
+        return WithHead(Body(), torch.nn.Identity())
 
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     codes = (labels + 1) % 3  # a permuted naming of the right groups
     images = torch.zeros(6, 1, 2, 2)
     images.view(6, -1)[torch.arange(6), codes] = 1.0  # feature k is high for code k
-    out = q_accuracy(D(), torch.nn.Identity(), 3, images, labels)
+    out = q_accuracy(D(), 3, images, labels)
     assert out["q_accuracy"] == 1.0 and out["q_code_to_digit"] == {1: 0, 2: 1, 0: 2}
-    wrong = q_accuracy(D(), torch.nn.Identity(), 3, images, torch.tensor([0, 0, 0, 1, 1, 1]))
+    wrong = q_accuracy(D(), 3, images, torch.tensor([0, 0, 0, 1, 1, 1]))
     assert wrong["q_accuracy"] < 1.0
 
 
@@ -92,6 +98,6 @@ def test_fully_connected_dcgan_variant_shapes():
     g = DCGANGenerator(NetConfig(name="dcgan", width=8, fc=32), 10, (1, 28, 28))
     d = DCGANDiscriminator(NetConfig(name="dcgan", width=8, fc=32), (1, 28, 28))
     x = g(torch.randn(5, 10))
-    out, h = d.forward_features(x)
+    out, h = d(x, features=True)
     assert x.shape == (5, 1, 28, 28) and out.shape == (5,) and h.shape == (5, 32) and d.feature_dim == 32
     assert any(isinstance(m, torch.nn.Linear) for m in g.modules())

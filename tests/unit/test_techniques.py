@@ -14,11 +14,13 @@ from torch import nn
 
 from ganforge.config import Config, NetConfig, OptimConfig, from_dict
 from ganforge.data import build_dataset
+from ganforge.generator import Prior
 from ganforge.nn.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.objectives import d_targets, instance_noise_std
 from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble, build_optimizer
 from ganforge.training.callbacks import EMA
-from ganforge.training.trainer import Prior, Trainer, d_targets, instance_noise_std
+from ganforge.training.trainer import Trainer
 
 
 def make_cfg(**sections: dict[str, Any]) -> Config:
@@ -76,6 +78,14 @@ class ConstantData:
         return self.x[:n].clone()
 
 
+def feed(trainer: Trainer, real: torch.Tensor, fake: torch.Tensor) -> Any:
+    """The trainer's game, made to hand out exactly these real and fake minibatches."""
+    game = trainer.game
+    game.real = lambda n=None: {"x": real}  # type: ignore[method-assign]
+    game.fake = lambda n=None, grad=True: {"x": fake, "v": torch.zeros(len(fake), 2)}  # type: ignore[method-assign]
+    return game
+
+
 # -- label smoothing and label flipping --------------------------------------------------------
 
 
@@ -118,7 +128,7 @@ def test_label_smoothing_reaches_d_loss_in_d_update():
 
     expected = (-sum(0.9 * logsig(v) + 0.1 * logsig(-v) for v in r) / len(r)
                 - sum(logsig(-v) for v in f) / len(f))
-    out = trainer.d_update(real, fake)
+    _, out = parts.objective.d_loss(feed(trainer, real, fake))
     assert float(out["d_loss"]) == pytest.approx(expected, rel=1e-5)
 
 
@@ -140,10 +150,11 @@ def _noise_run(step: int, anneal: int, train_steps: int = 10) -> tuple[torch.Ten
     d = RecordingD()
     parts = assemble(cfg, discriminator=d)
     trainer = Trainer(parts, cfg.train)
-    trainer.step_num = step
     g = torch.Generator().manual_seed(7)
     real, fake = torch.randn(40000, 2, generator=g), torch.randn(40000, 2, generator=g) * 2 + 3
-    trainer.d_update(real, fake)
+    game = feed(trainer, real, fake)
+    game.step = step
+    parts.objective.d_loss(game)
     return real, fake, d
 
 
@@ -253,24 +264,26 @@ def test_feature_matching_loss_by_hand():
     parts = assemble(cfg, data=ConstantData(x))
     trainer = Trainer(parts, cfg.train)
     fake = torch.randn(32, 2, generator=g) * 0.5 + 1
-    loss = trainer.g_loss(fake)
+    loss, _ = parts.objective.g_loss(feed(trainer, x, fake))
     with torch.no_grad():
-        f_real = parts.discriminator.features(x).double().numpy()
-        f_fake = parts.discriminator.features(fake).double().numpy()
+        f_real = parts.discriminator(x, features=True)[1].double().numpy()
+        f_fake = parts.discriminator(fake, features=True)[1].double().numpy()
     diff = f_fake.mean(0) - f_real.mean(0)
     expected = float((diff * diff).sum())
     assert expected > 0
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     # it is not D's adversarial loss
-    assert float(loss.detach()) != pytest.approx(float(parts.loss.g_loss(parts.discriminator(fake)).detach()))
+    adversarial = parts.objective.criterion.g_loss(parts.discriminator(fake))
+    assert float(loss.detach()) != pytest.approx(float(adversarial.detach()))
 
 
 def test_feature_matching_gradient_reaches_g():
     cfg = make_cfg(techniques={"feature_matching": True})
-    parts = assemble(cfg, data=ConstantData(torch.randn(32, 2)))
+    x = torch.randn(32, 2)
+    parts = assemble(cfg, data=ConstantData(x))
     trainer = Trainer(parts, cfg.train)
     z = parts.prior.sample(32, torch.Generator().manual_seed(0))
-    trainer.g_loss(parts.generator(z)).backward()
+    parts.objective.g_loss(feed(trainer, x, parts.generator(z)))[0].backward()
     grads = [p.grad for p in parts.generator.parameters()]
     assert all(gr is not None for gr in grads)
     assert sum(float(gr.abs().sum()) for gr in grads) > 0
@@ -293,10 +306,11 @@ def test_feature_matching_is_zero_when_g_outputs_the_data():
     parts = assemble(cfg, data=ConstantData(value.expand(32, -1)), generator=g)
     trainer = Trainer(parts, cfg.train)
     z = parts.prior.sample(32)
-    assert float(trainer.g_loss(g(z)).detach()) == 0.0
+    real = value.expand(32, -1)
+    assert float(parts.objective.g_loss(feed(trainer, real, g(z)))[0].detach()) == 0.0
     with torch.no_grad():
         g.offset.fill_(0.5)
-    assert float(trainer.g_loss(g(z)).detach()) > 0.0
+    assert float(parts.objective.g_loss(feed(trainer, real, g(z)))[0].detach()) > 0.0
 
 
 # -- Algorithm 1: k D steps and g G steps per iteration ----------------------------------------------
@@ -310,14 +324,14 @@ def _counting_trainer(**train: Any) -> tuple[Trainer, dict[str, int], RecordingD
     parts.opt_d.register_step_post_hook(lambda *a: counts.__setitem__("d", counts["d"] + 1))
     parts.opt_g.register_step_post_hook(lambda *a: counts.__setitem__("g", counts["g"] + 1))
     noises: list[torch.Tensor] = []
-    sample = parts.prior.sample
+    draw = parts.prior.draw
 
-    def recording_sample(*args: Any, **kwargs: Any) -> torch.Tensor:
-        z = sample(*args, **kwargs)
-        noises.append(z.clone())
-        return z
+    def recording_draw(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        batch = draw(*args, **kwargs)
+        noises.append(batch["v"].clone())
+        return batch
 
-    parts.prior.sample = recording_sample  # type: ignore[method-assign]
+    parts.prior.draw = recording_draw  # type: ignore[method-assign]
     return Trainer(parts, cfg.train), counts, data, noises
 
 
@@ -325,7 +339,7 @@ def test_k_d_steps_and_g_steps_per_iteration():
     trainer, counts, data, noises = _counting_trainer(d_steps=3, g_steps=2)
     out = trainer.step()
     assert counts == {"d": 3, "g": 2}
-    assert trainer.d_updates == 3 and trainer.step_num == 1
+    assert trainer.updates == {"D": 3, "G": 2} and trainer.step_num == 1
     assert {"d_loss", "g_loss", "d_real", "d_fake"} <= set(out)
     # each D step sees a fresh minibatch of data, and every update fresh noise
     assert len(data.batches) == 3
