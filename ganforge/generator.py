@@ -52,7 +52,6 @@ class Prior:
             raise ConfigError(f"model.class_probs: need {classes} non-negative numbers, got {len(class_probs)}")
         self.kind, self.z_dim, self.classes, self.continuous = kind, dim, classes, continuous
         self.condition_dim = condition_dim
-        self.class_probs_list = list(class_probs or [])
         # Labels are drawn uniformly unless the classes have known frequencies (self-conditioning).
         self.class_probs = torch.tensor(class_probs, dtype=torch.float64) if class_probs else None
         self.dim = dim + classes + continuous + condition_dim  # the generator's input width
@@ -105,7 +104,8 @@ class Prior:
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "z_dim": self.z_dim, "classes": self.classes, "continuous": self.continuous,
-                "class_probs": self.class_probs_list, "condition_dim": self.condition_dim}
+                "class_probs": self.class_probs.tolist() if self.class_probs is not None else [],
+                "condition_dim": self.condition_dim}
 
     @classmethod
     def from_config(cls, d: dict[str, Any]) -> Prior:

@@ -19,7 +19,7 @@ from torch import Tensor
 from ganforge.config import TechniquesConfig
 from ganforge.nn.techniques import HistoricalAverage, diff_augment
 from ganforge.objectives.base import Batch, Game, Phase, readout
-from ganforge.objectives.losses import AdversarialLoss
+from ganforge.objectives.losses import AdversarialLoss, began_convergence, began_k_update
 from ganforge.objectives.regularizers import WeightClip
 
 
@@ -56,8 +56,6 @@ class BEGANBalance:
         return {"k": self.k}
 
     def update(self, real_err: float, fake_err: float) -> dict[str, Tensor]:
-        from ganforge.objectives.losses import began_convergence, began_k_update
-
         self.k = began_k_update(self.k, real_err, fake_err, self.gamma, self.lambda_k)
         return {"began_k": torch.tensor(self.k),
                 "began_convergence": torch.tensor(began_convergence(real_err, fake_err, self.gamma))}
