@@ -14,7 +14,18 @@ from ganforge.objectives import Phase, register_loss, register_objective
 from ganforge.registry import ConfigError
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Tables need pandas: TabularGAN and TabularVAE are imported on first use.
+    if name in ("TabularGAN", "TabularVAE"):
+        from ganforge import tabular
+
+        return getattr(tabular, name)
+    raise AttributeError(f"module 'ganforge' has no attribute '{name}'")
+
+
 __all__ = ["GAN", "Config", "ConfigError", "DataSource", "DataSpec", "GeneratorArtifact", "LoadedGenerator", "Phase",
-           "Prior", "Span", "TensorData", "evaluate", "load", "load_config", "register_dataset",
-           "register_discriminator", "register_feature_extractor", "register_generator", "register_loss",
-           "register_objective", "register_transform"]
+           "Prior", "Span", "TabularGAN", "TabularVAE", "TensorData", "evaluate", "load", "load_config",
+           "register_dataset", "register_discriminator", "register_feature_extractor", "register_generator",
+           "register_loss", "register_objective", "register_transform"]

@@ -177,6 +177,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     raise ConfigError(f"unknown demo '{args.what}'")
 
 
+def _tabular_command(name: str) -> Any:
+    """A ``ganforge tabular`` command, imported when it runs (pandas is loaded only then)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from ganforge.tabular import cli
+
+        return int(getattr(cli, name)(args))
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ganforge", description="Train, evaluate and diagnose GANs.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -213,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="where to write the JSON (default RUN_DIR/eval.json)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(fn=_cmd_eval)
+
+    from ganforge.tabular.cli import add_commands
+
+    add_commands(sub, _Parser, _tabular_command)
 
     d = sub.add_parser("demo", help="demonstrations")
     d.add_argument("what", choices=["theory"])

@@ -42,6 +42,9 @@ class NetConfig:
     # statistics from a fixed reference batch of this many noise vectors, re-captured after every
     # update, so one sample's output does not depend on the rest of its batch. 0 = ordinary batch norm
     reference_batch: int = 0
+    # D: PacGAN packing (Lin et al. 2018): this many samples are judged together as one; the batch
+    # must be a multiple of it (the ctgan discriminator). 1 = off
+    pac: int = 1
 
 
 @dataclass
@@ -70,6 +73,7 @@ class OptimConfig:
     momentum: float = 0.0  # sgd (the paper uses momentum), rmsprop
     alpha: float = 0.99  # rmsprop smoothing
     weight_decay: float = 0.0
+    fused: bool = False  # adam: the fused kernel (one pass over all parameters; faster for small networks)
 
 
 @dataclass

@@ -126,10 +126,15 @@ def sampling_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
+def output_x(out: Tensor | dict[str, Tensor]) -> Tensor:
+    """A generator's sample: its output, or the ``x`` of the named outputs it returns."""
+    return out["x"] if isinstance(out, dict) else out
+
+
 def decode(module: nn.Module, v: Tensor) -> Tensor:
     """``module(v)`` in sampling mode on the module's device; the result on the CPU as float."""
     with sampling_mode(module):
-        return module(v.to(module_device(module))).float().cpu()
+        return output_x(module(v.to(module_device(module)))).float().cpu()
 
 
 def sample(module: nn.Module, prior: Prior, n: int, seed: int = 1234, batch: int = 4096, device: Any = None,
@@ -144,15 +149,20 @@ def sample_batches(module: nn.Module, prior: Prior, n: int, seed: int = 1234, ba
                    device: Any = None, labels: Tensor | None = None,
                    condition: Tensor | None = None) -> Iterator[Tensor]:
     """Raw samples in batches of ``batch`` (CPU, float), each drawn with the same private RNG as
-    :func:`sample` would use, so the batch size changes the noise only in how it is split."""
+    :func:`sample` would use, so the batch size changes the noise only in how it is split.
+
+    Randomness inside the network (Gumbel-softmax, a VAE's output noise) draws from torch's global
+    RNG: it is forked and seeded with ``seed`` here, so samples are a function of the seed and
+    training's RNG streams stay untouched."""
     device = module_device(module) if device is None else device
     gen = torch.Generator().manual_seed(seed)
-    with sampling_mode(module):
+    with sampling_mode(module), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         for i in range(0, n, batch):
             j = min(n, i + batch)
             v = prior.sample(j - i, gen, labels=None if labels is None else labels[i:j],
                              condition=None if condition is None else condition[i:j])
-            yield module(v.to(device)).float().cpu()
+            yield output_x(module(v.to(device))).float().cpu()
 
 
 def build_generator_module(model: ModelConfig, spec: DataSpec, in_dim: int) -> nn.Module:
@@ -187,8 +197,17 @@ class GeneratorArtifact:
         return meta
 
     def sample(self, n: int, seed: int = 0, label: int | None = None, raw: bool = False,
-               condition: Tensor | None = None, device: Any = None) -> Any:
-        """``n`` samples; ``label`` asks a conditional generator for one class."""
+               condition: Tensor | None = None, device: Any = None, conditions: dict[str, Any] | None = None) -> Any:
+        """``n`` samples; ``label`` asks a conditional generator for one class. A generator
+        conditioned on its data (a table's condition vectors) draws its conditions from the fitted
+        transform, or takes ``condition`` vectors, or ``conditions`` as ``{column: value}``."""
+        if conditions:
+            if not hasattr(self.transform, "conditional_sample"):
+                raise ConfigError("conditions= apply to generators of tables (trained with discrete columns)")
+            return self.transform.conditional_sample(
+                lambda m, s, c: self.sample(m, seed=s, condition=c, device=device), n, seed, conditions)
+        if self.prior.condition_dim and condition is None and hasattr(self.transform, "condition_vectors"):
+            condition = self.transform.condition_vectors(n, torch.Generator().manual_seed(seed + 1))
         x = sample(self.module, self.prior, n, seed=seed, device=device, labels=_labels(self.prior, n, label),
                    condition=condition)
         return x if raw or self.transform is None else self.transform.inverse_transform(x)
@@ -247,6 +266,8 @@ def load(path: str | Path, generator: nn.Module | None = None) -> GeneratorArtif
     transform = None
     if meta.get("transform"):
         t = meta["transform"]
+        if t["kind"] == "tabular":
+            import ganforge.tabular.transformer  # noqa: F401  (registers the table transformer; needs pandas)
         transform = load_transform(t["kind"], t["config"], {k[len(_TRANSFORM_PREFIX):]: v for k, v in tensors.items()
                                                             if k.startswith(_TRANSFORM_PREFIX)})
     return GeneratorArtifact(generator.eval(), prior, spec, meta["model"], transform, bool(meta.get("custom")))

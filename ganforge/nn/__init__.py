@@ -23,6 +23,7 @@ from ganforge.config import NetConfig
 from ganforge.data.spec import DataSpec
 from ganforge.nn.dcgan import DCGANAutoencoderDiscriminator, DCGANDiscriminator, DCGANGenerator
 from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
+from ganforge.nn.tabular import PacDiscriminator, ResidualGenerator, TabularVAE
 from ganforge.registry import ConfigError, Registry
 
 GeneratorBuilder = Callable[[NetConfig, DataSpec, int, int], nn.Module]
@@ -54,6 +55,12 @@ register_discriminator("dcgan", lambda cfg, spec, c=0: DCGANDiscriminator(cfg, s
                        "DCGAN discriminator for 28/32/64-pixel images")
 register_discriminator("dcgan-autoencoder", lambda cfg, spec, c=0: DCGANAutoencoderDiscriminator(cfg, spec.shape, c),
                        "BEGAN's auto-encoder discriminator with DCGAN convolutions (outputs reconstruction errors)")
+register_generator("ctgan", lambda cfg, spec, z, c=0: ResidualGenerator(z, list(cfg.hidden), spec.spans),
+                   "CTGAN's residual generator: tanh alphas, Gumbel-softmax one-hots (tables)")
+register_discriminator("ctgan", lambda cfg, spec, c=0: PacDiscriminator(cfg, spec, c),
+                       "CTGAN's discriminator with PacGAN packing (model.discriminator.pac) (tables)")
+register_generator("tvae", lambda cfg, spec, z, c=0: TabularVAE(spec.spans, z, list(cfg.hidden)),
+                   "TVAE: encoder and decoder on a table's spans; train with model.objective=elbo")
 
 
 def _spec(spec: DataSpec | tuple[int, ...]) -> DataSpec:

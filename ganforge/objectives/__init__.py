@@ -9,7 +9,13 @@ from __future__ import annotations
 from ganforge.config import Config
 from ganforge.nn.techniques import HistoricalAverage, parse_policy
 from ganforge.objectives.adversarial import AdversarialObjective, BEGANBalance, d_targets, instance_noise_std
-from ganforge.objectives.auxiliary import DataCondition, LabelCondition, build_term, check_mode
+from ganforge.objectives.auxiliary import (
+    ConditionalCrossEntropy,
+    DataCondition,
+    LabelCondition,
+    build_term,
+    check_mode,
+)
 from ganforge.objectives.base import (
     OBJECTIVES,
     Batch,
@@ -71,7 +77,7 @@ def build_adversarial(setup: Setup, balance: BEGANBalance | None = None,
     if m.loss.reg_interval < 1:
         raise ConfigError(f"model.loss.reg_interval must be at least 1, got {m.loss.reg_interval}")
     if m.loss.gradient_penalty > 0:
-        penalties.append(GradientPenalty(m.loss.gradient_penalty, m.loss.reg_interval))
+        penalties.append(GradientPenalty(m.loss.gradient_penalty, m.loss.reg_interval, pack=m.discriminator.pac))
     if m.loss.r1 > 0:
         penalties.append(R1Penalty(m.loss.r1, m.loss.reg_interval))
     assert setup.discriminator is not None
@@ -105,6 +111,16 @@ def _elbo(setup: Setup) -> ELBOObjective:
     return ELBOObjective(setup.cfg.train.g_steps)
 
 
+def _ctgan(setup: Setup) -> AdversarialObjective:
+    """CTGAN (Xu et al. 2019): the adversarial objective as configured (WGAN-GP with PacGAN packing in
+    its preset) plus the generator's conditional cross-entropy on the data's condition vectors."""
+    objective = build_adversarial(setup)
+    spans = setup.spec.extra.get("condition_spans") if setup.spec.condition_dim else None
+    if spans:
+        objective.g_terms.append(ConditionalCrossEntropy(spans))
+    return objective
+
+
 def _began(setup: Setup) -> AdversarialObjective:
     lc = setup.cfg.model.loss
     return build_adversarial(setup, BEGANBalance(lc.began_gamma, lc.began_lambda_k), BEGAN_LOSS)
@@ -112,6 +128,8 @@ def _began(setup: Setup) -> AdversarialObjective:
 
 register_objective("adversarial", build_adversarial, "network",
                    "D and G phases of an adversarial loss (model.loss.name) with conditioning, penalties, techniques")
+register_objective("ctgan", _ctgan, "network",
+                   "CTGAN: the adversarial objective plus G's conditional cross-entropy (training-by-sampling)")
 register_objective("began", _began, "autoencoder", "BEGAN: auto-encoder D, k_t balance, convergence measure")
 register_objective("mmd", _mmd, None,
                    "generative moment matching: MMD with a mixture of Gaussian kernels, no D network")

@@ -75,6 +75,7 @@ class AdversarialObjective:
     techniques: TechniquesConfig = field(default_factory=TechniquesConfig)
     condition: Callable[[Batch], Tensor] | None = None  # what D sees beside x (CGAN, projection)
     aux: Any = None  # ACGANTerm / InfoGANTerm
+    g_terms: list[Any] = field(default_factory=list)  # more terms of G's loss on its fakes (CTGAN's conditional one)
     penalties: list[Any] = field(default_factory=list)  # GradientPenalty, R1Penalty (each with an interval)
     weight_clip: WeightClip | None = None
     d_history: HistoricalAverage | None = None
@@ -195,6 +196,10 @@ class AdversarialObjective:
         if aux:
             loss = loss + self.aux.g_loss(fake, ex["aux"])
         logs = {"g_loss": loss.detach()}
+        for term in self.g_terms:
+            extra, extra_logs = term(fake)
+            loss = loss + extra
+            logs.update(extra_logs)
         if self.g_history is not None:
             loss = loss + self.g_history.penalty()
         return loss, logs

@@ -91,6 +91,34 @@ class InfoGANTerm:
         return self._info(fake, fake_aux)
 
 
+class ConditionalCrossEntropy:
+    """CTGAN's conditional term of G's loss (Xu et al. 2019, sec. 4.3): for the discrete column each
+    fake row was conditioned on, the cross-entropy between G's logits for that column and the
+    requested category, summed over columns and averaged over the batch, so G honours its condition.
+
+    ``spans``: (offset in G's output, width, offset in the condition vector) of each discrete column.
+    """
+
+    def __init__(self, spans: list[list[int]] | list[tuple[int, int, int]], weight: float = 1.0) -> None:
+        from ganforge.nn.tabular import SegmentSoftmax
+
+        self.spans, self.weight = [tuple(int(v) for v in s) for s in spans], weight
+        # The discrete columns' logits in condition-vector order, log-softmaxed span by span at once.
+        order = sorted(self.spans, key=lambda s: s[2])
+        self.log_softmax = SegmentSoftmax([(a, a + w) for a, w, _ in order])
+
+    def __call__(self, fake: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        if "logits" not in fake:
+            raise ConfigError("the ctgan objective needs a generator that returns its logits (model.generator: ctgan)")
+        logits, c = fake["logits"].float(), fake["c"]
+        s = self.log_softmax.to(logits.device)
+        logp = s(logits.index_select(1, s.idx), log=True)
+        # c is the one-hot of the requested category in the chosen column and zero elsewhere, so
+        # -sum(c * log p) is each row's cross-entropy for its own column only.
+        loss = -self.weight * (logp * c.to(logp.dtype)).sum() / len(logits)
+        return loss, {"cond_loss": loss.detach()}
+
+
 def build_head(mode: str, feature_dim: int, classes: int, continuous: int) -> nn.Module | None:
     """AC-GAN's classifier or InfoGAN's Q network on D's features (None for the other modes)."""
     if mode == "acgan":

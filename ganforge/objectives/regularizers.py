@@ -16,21 +16,29 @@ from ganforge.nn import call_d
 
 @dataclass
 class GradientPenalty:
-    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on interpolates."""
+    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on interpolates.
+
+    With PacGAN packing (``pack`` > 1, D judges packs of that many samples) one interpolation
+    coefficient is drawn per pack and the norm is taken over the whole pack, as CTGAN does: the
+    penalty constrains D as a function of what it judges."""
 
     weight: float = 10.0
     interval: int = 1
+    pack: int = 1
 
     def penalty(self, d: nn.Module, real: Tensor, fake: Tensor, c: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
-        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+        n = real.shape[0]
+        shape = (n // self.pack,) + (1,) * (real.dim() - 1)
         # Drawn where the seeded generator lives (the trainer's is on the CPU), then moved.
         gen_device = generator.device if generator is not None else real.device
         eps = torch.rand(shape, generator=generator, device=gen_device, dtype=real.dtype).to(real.device)
+        if self.pack > 1:
+            eps = eps.repeat_interleave(self.pack, dim=0)
         x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
         out = call_d(d, x_hat, c)
         (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-        return self.weight * ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+        return self.weight * ((grad.reshape(n // self.pack, -1).norm(dim=1) - 1.0) ** 2).mean()
 
 
 @dataclass

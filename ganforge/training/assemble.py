@@ -24,7 +24,8 @@ from ganforge.training.trainer import GANParts
 def build_optimizer(params: Any, cfg: OptimConfig, which: str) -> torch.optim.Optimizer:
     """SGD (with momentum), Adam or RMSProp from a typed config."""
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                                fused=cfg.fused or None)
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "rmsprop":

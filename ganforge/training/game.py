@@ -55,10 +55,13 @@ class Game:
         return self._to_device({**given, **drawn})
 
     def fake(self, n: int | None = None, grad: bool = True) -> Batch:
-        """G's samples ``x`` with their inputs; ``grad=False`` keeps no graph (D's phase)."""
+        """G's samples ``x`` with their inputs (and any other outputs G names); ``grad=False``
+        keeps no graph (D's phase)."""
         batch = self.noise(n)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()), self.amp():
-            batch["x"] = self.G(batch["v"])
+            out = self.G(batch["v"])
+        # A generator may return named outputs ({"x": ..., "logits": ...}) for its objective's terms.
+        batch.update(out if isinstance(out, dict) else {"x": out})
         return batch
 
     def judge(self, x: Tensor, c: Tensor | None = None, features: bool = False,

@@ -100,7 +100,8 @@ def conditional_metrics(artifact: GeneratorArtifact, parts: GANParts, cfg: Confi
     return out
 
 
-def _prepare_out(out: Path, resume: bool) -> None:
+def prepare_out(out: Path, resume: bool) -> None:
+    """Check that a run folder can take a new run (or holds one to resume), and create it."""
     if resume:
         if not (out / CHECKPOINT).is_file():
             raise ConfigError(f"--resume: no checkpoint at {out / CHECKPOINT}")
@@ -132,7 +133,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     writer = rank == 0
     out_path = Path(out) if out is not None else None
     if out_path is not None and writer:
-        _prepare_out(out_path, resume)
+        prepare_out(out_path, resume)
         atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tc = cfg.train
     torch.manual_seed(tc.seed)  # the same initial weights in every process
@@ -187,6 +188,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         logger.close()
     summary: dict[str, Any] = {"preset": cfg.preset, "steps": trainer.step_num,
                                "status": "ok" if trainer.stop_reason is None else "diverged"}
+    if trainer.early_stop is not None:
+        summary["stopped_early"] = trainer.early_stop
     if trainer.stop_reason is None:
         summary.update(toy_metrics(artifact, parts.data, tc.eval_samples))
         summary.update(conditional_metrics(artifact, parts, cfg))

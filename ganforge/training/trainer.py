@@ -59,7 +59,8 @@ class Trainer:
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1 + RANK_SEED_STRIDE * rank)
         self.step_num = 0  # completed iterations
         self.want_stats = False  # callbacks set this when they need gradient norms this step
-        self.stop_reason: str | None = None
+        self.stop_reason: str | None = None  # training diverged (NaN, a health stop)
+        self.early_stop: str | None = None  # a callback ended training early (no improvement): not a failure
         self.phases: list[Phase] = list(self.objective.phases(cfg))
         self.updates = {p.name: 0 for p in self.phases}
         self.optimizers = {"g": parts.opt_g, "d": parts.opt_d}
@@ -126,7 +127,7 @@ class Trainer:
         if self.D is not None:
             self.D.train()
         self._emit("on_train_start")
-        while self.step_num < total and self.stop_reason is None:
+        while self.step_num < total and self.stop_reason is None and self.early_stop is None:
             self.want_stats = any(getattr(cb, "wants_stats", lambda t: False)(self) for cb in self.callbacks)
             out = self.step()
             self._emit("on_step_end", out)
