@@ -18,10 +18,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # Tables need pandas: TabularGAN and TabularVAE are imported on first use.
-    if name in ("TabularGAN", "TabularVAE"):
-        from ganforge import tabular
+    if name in ("TabularGAN", "TabularVAE", "tabular"):
+        import importlib
 
-        return getattr(tabular, name)
+        tabular = importlib.import_module("ganforge.tabular")
+        return tabular if name == "tabular" else getattr(tabular, name)
     raise AttributeError(f"module 'ganforge' has no attribute '{name}'")
 
 

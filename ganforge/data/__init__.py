@@ -29,6 +29,22 @@ register_dataset("image-folder", image_folder_data)
 register_dataset("stacked-mnist", stacked_mnist_data)
 
 
+def table_data(path: str = "", discrete_columns: list[str] | None = None, conditional: bool = True, seed: int = 0,
+               delimiter: str | None = None, encoding: str | None = None, **transformer: Any) -> Any:
+    """A table file (CSV, TSV, Parquet; gzip allowed) as a data source for the tabular presets:
+    ``ganforge train tabular-ctgan --set data.options.path=FILE`` (``conditional: false`` for TVAE).
+    ``transformer`` options go to :class:`~ganforge.tabular.TableTransformer`. Needs pandas."""
+    if not path:
+        raise ConfigError("data 'table' needs options.path: a CSV, TSV or Parquet file")
+    from ganforge.tabular.data import table_source
+    from ganforge.tabular.io import read_table
+
+    return table_source(read_table(path, delimiter, encoding), discrete_columns, conditional, seed=seed, **transformer)
+
+
+register_dataset("table", table_data, "a table file (options: path, discrete_columns, conditional, seed)")
+
+
 def build_dataset(name: str, options: dict[str, Any]) -> Any:
     """Build a registered data set; a wrong option is a one-line :class:`ConfigError`."""
     builder = DATASETS.get(name)

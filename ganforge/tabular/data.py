@@ -9,6 +9,7 @@ the batch and drawn with the trainer's seeded generator.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganforge.data.spec import DataSpec
+from ganforge.tabular.transformer import TableTransformer
 
 
 class TableData:
@@ -93,3 +95,18 @@ class TableData:
         if not self.conditional:
             return {}
         return {"c": self._one_hot(self._draw_conditions(n, generator))}
+
+
+def table_source(df: Any, discrete_columns: Sequence[str] | None = None, conditional: bool = True,
+                 transformer: TableTransformer | None = None, seed: int = 0, **options: Any) -> TableData:
+    """A DataFrame as a data source: the transformer (fitted here with ``options`` unless given),
+    the rows in G's output space, their category codes for training-by-sampling."""
+    from ganforge.tabular.io import clean_table
+
+    df, _ = clean_table(df)
+    if transformer is None:
+        transformer = TableTransformer(seed=seed, **options).fit(df, discrete_columns)
+    discrete = transformer.discrete_columns()
+    codes = np.stack([transformer.codes(c, df[c["name"]]) for c in discrete], axis=1) if discrete else None
+    return TableData(transformer.transform(df), codes, transformer.discrete_layout(), transformer.spans,
+                     conditional=conditional, transform=transformer)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -21,7 +20,7 @@ from ganforge.config import Config, from_dict, load_yaml, merge
 from ganforge.generator import GeneratorArtifact
 from ganforge.io import atomic_write_text
 from ganforge.registry import ConfigError
-from ganforge.tabular.data import TableData
+from ganforge.tabular.data import table_source
 from ganforge.tabular.io import clean_table, read_table
 from ganforge.tabular.metrics import column_kinds, quality_score
 from ganforge.tabular.transformer import TableTransformer
@@ -151,11 +150,8 @@ class TabularGAN:
         if out_path is not None:
             prepare_out(out_path, resume)
         transformer = self._transformer(df, discrete_columns, out_path, resume)
-        x = transformer.transform(df)
+        data_source = table_source(df, conditional=self.conditional, transformer=transformer)
         discrete = transformer.discrete_columns()
-        codes = (np.stack([transformer.codes(c, df[c["name"]]) for c in discrete], axis=1) if discrete else None)
-        data_source = TableData(x, codes, transformer.discrete_layout(), transformer.spans,
-                                conditional=self.conditional, transform=transformer)
         cfg, steps_per_epoch = self._config(len(df))
         callbacks = []
         if self.quality_every:

@@ -322,7 +322,7 @@ class TableTransformer:
         if c["datelike"]:
             ts = pd.to_datetime(np.where(missing, np.nan, np.round(x)).astype("float64"), unit="ns")
             if c["date_only"]:
-                ts = ts.floor("D")
+                ts = ts.round("D")
             if c["date_objects"]:
                 return pd.Series([None if pd.isna(t) else t.date() for t in ts], dtype=object)
             return pd.Series(ts).astype(c["dtype"]) if c["dtype"].startswith("datetime64") else pd.Series(ts)

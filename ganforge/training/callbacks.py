@@ -195,7 +195,7 @@ class Logger:
             self.record(step, self.last)
             if self.bar is not None:
                 shown = {k: f"{v:.3g}" for k, v in self.last.items()
-                         if k in ("d_loss", "g_loss", "d_real", "d_fake")}
+                         if k in ("d_loss", "g_loss", "d_real", "d_fake", "cond_loss", "reconstruction", "kl")}
                 self.bar.set_postfix(shown, refresh=False)
         if self.bar is not None:
             self.bar.update(1)

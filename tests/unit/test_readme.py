@@ -23,3 +23,15 @@ def test_your_own_objective_runs_as_written_and_learns(capsys):
     assert "of 8 modes" in printed
     summary = namespace["gan"].summary
     assert summary["modes_captured"] >= 7 and summary["high_quality_fraction"] > 0.5
+
+
+def test_tables_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", section("Tables"), re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md: Tables", "exec"), namespace)
+    synth, lyon = namespace["synth"], namespace["lyon"]
+    assert list(synth.columns) == list(namespace["df"].columns) and len(synth) == 1000
+    assert (lyon["city"] == "Lyon").all() and synth["income"].isna().any()
+    assert (tmp_path / "table.safetensors").is_file()
