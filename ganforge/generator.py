@@ -156,8 +156,12 @@ def sample_batches(module: nn.Module, prior: Prior, n: int, seed: int = 1234, ba
     training's RNG streams stay untouched."""
     device = module_device(module) if device is None else device
     gen = torch.Generator().manual_seed(seed)
-    with sampling_mode(module), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    dev = torch.device(device)
+    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    with sampling_mode(module), torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed(seed)  # the forked device's generator, restored on exit
         for i in range(0, n, batch):
             j = min(n, i + batch)
             v = prior.sample(j - i, gen, labels=None if labels is None else labels[i:j],

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ganforge.data import DATASETS, build_dataset
 from ganforge.data.images import load_image_folder
 from ganforge.data.mnist import to_tensor_images
-from ganforge.generator import GeneratorArtifact, Prior, load, sampling_mode
+from ganforge.generator import GeneratorArtifact, Prior, load, output_x, sampling_mode
 from ganforge.metrics import digits as _digits  # noqa: F401  (registers the "digits" extractor)
 from ganforge.metrics.features import FeatureExtractor, get_extractor
 from ganforge.metrics.modes import stacked_mnist_modes
@@ -104,7 +104,7 @@ def _generator_batches(module: nn.Module, prior: Prior, n: int, batch: int, seed
     z = prior.sample(n, torch.Generator().manual_seed(seed))
     with sampling_mode(module):
         for i in range(0, n, batch):
-            yield module(z[i:i + batch].to(device)).float().cpu()
+            yield output_x(module(z[i:i + batch].to(device))).float().cpu()
 
 
 def _source_batches(source: Any, n: int | None, batch: int, seed: int,

@@ -74,6 +74,13 @@ def build_adversarial(setup: Setup, balance: BEGANBalance | None = None,
     if t.feature_matching and condition is not None:
         raise ConfigError("techniques.feature_matching is not supported with a conditioned D (cgan, projection)")
     penalties: list[GradientPenalty | R1Penalty] = []
+    pac = m.discriminator.pac
+    if pac < 1 or cfg.train.batch_size % pac:
+        raise ConfigError(f"model.discriminator.pac={pac}: must be at least 1 and divide train.batch_size "
+                          f"({cfg.train.batch_size})")
+    if pac > 1 and not hasattr(setup.discriminator, "pac"):
+        raise ConfigError(f"model.discriminator.pac={pac}: the '{m.discriminator.name}' discriminator does not "
+                          "pack samples (use ctgan)")
     if m.loss.reg_interval < 1:
         raise ConfigError(f"model.loss.reg_interval must be at least 1, got {m.loss.reg_interval}")
     if m.loss.gradient_penalty > 0:
@@ -115,6 +122,9 @@ def _ctgan(setup: Setup) -> AdversarialObjective:
     """CTGAN (Xu et al. 2019): the adversarial objective as configured (WGAN-GP with PacGAN packing in
     its preset) plus the generator's conditional cross-entropy on the data's condition vectors."""
     objective = build_adversarial(setup)
+    for reg in objective.penalties:
+        if isinstance(reg, GradientPenalty):
+            reg.interpolate_condition = True
     spans = setup.spec.extra.get("condition_spans") if setup.spec.condition_dim else None
     if spans:
         objective.g_terms.append(ConditionalCrossEntropy(spans))

@@ -89,7 +89,7 @@ class AdversarialObjective:
     def __post_init__(self) -> None:
         self.probabilistic = self.criterion.kind == "logit"
         self._reusable: Batch | None = None
-        self._last: tuple[Tensor, Tensor, Tensor | None] | None = None
+        self._last: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None
         self._errors: tuple[float, float] = (0.0, 0.0)
 
     # -- phases --------------------------------------------------------------------------------
@@ -151,10 +151,10 @@ class AdversarialObjective:
         for reg in self.penalties:
             if reg.interval == 1:
                 # A label-conditioned D is penalized at the real samples' labels.
-                pen = reg.penalty(game.D, x_real, x_fake, c=c_real, generator=game.rng)
+                pen = reg.penalty(game.D, x_real, x_fake, c=c_real, generator=game.rng, c_fake=c_fake)
                 logs[type(reg).__name__] = pen.detach()
                 loss = loss + pen
-        self._last = (x_real, x_fake, c_real)
+        self._last = (x_real, x_fake, c_real, c_fake)
         if self.balance is not None:
             self._errors = (float(d_real.detach().mean()), float(d_fake.detach().mean()))
         logs["d_real"], logs["d_fake"] = readout(d_real, self.probabilistic), readout(d_fake, self.probabilistic)
@@ -165,13 +165,13 @@ class AdversarialObjective:
         the number of D updates it stands for (N times D's updates per iteration), the same rule for
         every regularizer, so its expected strength matches the same penalty applied every update."""
         assert self._last is not None, "a lazy regularization phase needs a D phase before it"
-        x_real, x_fake, c_real = self._last
+        x_real, x_fake, c_real, c_fake = self._last
         loss: Tensor = torch.zeros((), device=x_real.device)
         logs: dict[str, Tensor] = {}
         for reg in self.penalties:
             if reg.interval == phase.interval:
                 gain = phase.interval * self.d_steps
-                pen = reg.penalty(game.D, x_real, x_fake, c=c_real, generator=game.rng) * gain
+                pen = reg.penalty(game.D, x_real, x_fake, c=c_real, generator=game.rng, c_fake=c_fake) * gain
                 logs[type(reg).__name__] = pen.detach()
                 loss = loss + pen
         return loss, logs

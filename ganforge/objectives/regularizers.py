@@ -25,9 +25,12 @@ class GradientPenalty:
     weight: float = 10.0
     interval: int = 1
     pack: int = 1
+    # CTGAN interpolates D's whole input, [x, c] of a real and a fake sample, and takes the norm
+    # over both; otherwise the interpolates are judged under the real samples' conditions.
+    interpolate_condition: bool = False
 
     def penalty(self, d: nn.Module, real: Tensor, fake: Tensor, c: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, c_fake: Tensor | None = None) -> Tensor:
         n = real.shape[0]
         shape = (n // self.pack,) + (1,) * (real.dim() - 1)
         # Drawn where the seeded generator lives (the trainer's is on the CPU), then moved.
@@ -36,9 +39,15 @@ class GradientPenalty:
         if self.pack > 1:
             eps = eps.repeat_interleave(self.pack, dim=0)
         x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+        inputs = [x_hat]
+        if self.interpolate_condition and c is not None and c_fake is not None:
+            e = eps.reshape(n, *([1] * (c.dim() - 1)))
+            c = (e * c.detach() + (1 - e) * c_fake.detach()).requires_grad_(True)
+            inputs.append(c)
         out = call_d(d, x_hat, c)
-        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-        return self.weight * ((grad.reshape(n // self.pack, -1).norm(dim=1) - 1.0) ** 2).mean()
+        grads = torch.autograd.grad(out.sum(), inputs, create_graph=True)
+        grad = torch.cat([g.reshape(n // self.pack, -1) for g in grads], dim=1)
+        return self.weight * ((grad.norm(dim=1) - 1.0) ** 2).mean()
 
 
 @dataclass
@@ -49,7 +58,7 @@ class R1Penalty:
     interval: int = 1
 
     def penalty(self, d: nn.Module, real: Tensor, fake: Tensor, c: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, c_fake: Tensor | None = None) -> Tensor:
         x = real.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(call_d(d, x, c).sum(), x, create_graph=True)
         return self.gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()

@@ -111,7 +111,7 @@ class TabularGAN:
         self.transformer_options = dict(transformer or {})
         model: dict[str, Any] = {"z_dim": embedding_dim, "generator": {"hidden": list(generator_dim)}}
         if self.preset == "tabular-ctgan":
-            if batch_size % pac:
+            if pac < 1 or batch_size % pac:
                 raise ConfigError(f"batch_size ({batch_size}) must be a multiple of pac ({pac})")
             model["discriminator"] = {"hidden": list(discriminator_dim), "pac": pac}
         sections: dict[str, Any] = {"model": model, "train": {"batch_size": batch_size, "seed": seed,

@@ -50,8 +50,8 @@ DISCRETE_INT_VALUES = 20
 
 
 def _json_value(v: Any) -> Any:
-    """A cell as JSON: numpy scalars as Python numbers, missing as None."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+    """A cell as JSON: numpy scalars as Python numbers, missing (None, NaN, NaT, pd.NA) as None."""
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
         return None
     if isinstance(v, np.generic):
         return v.item()
@@ -128,6 +128,9 @@ class TableTransformer:
     def _fit_column(self, name: str, s: pd.Series, discrete: bool, rng: np.random.Generator) -> dict[str, Any]:
         info: dict[str, Any] = {"name": name, "dtype": str(s.dtype), "missing_rate": float(s.isna().mean())}
         values = s.dropna()
+        if values.nunique() == 1 and info["missing_rate"] > 0:
+            # One value and missing ones ("yes" or blank): two categories, learned at their rate.
+            return self._fit_discrete(info, s)
         if values.nunique() <= 1:
             info.update(kind="constant", value=_json_value(values.iloc[0]) if len(values) else None,
                         datelike=_is_datelike(s))
@@ -191,7 +194,8 @@ class TableTransformer:
                     means=bgm.means_[keep, 0].tolist(), stds=np.sqrt(bgm.covariances_[keep, 0, 0]).tolist(),
                     weights=bgm.weights_[keep].tolist(), min=float(x.min()), max=float(x.max()),
                     integer=bool(is_int), nullable=bool(info["missing_rate"] > 0),
-                    date_only=bool(datelike and _date_only(s)), date_objects=bool(datelike and s.dtype == object))
+                    date_only=bool(datelike and _date_only(s)), date_objects=bool(datelike and s.dtype == object),
+                    tz=str(s.dt.tz) if datelike and isinstance(s.dtype, pd.DatetimeTZDtype) else None)
         return info
 
     def _fit_discrete(self, info: dict[str, Any], s: pd.Series) -> dict[str, Any]:
@@ -264,9 +268,16 @@ class TableTransformer:
 
     def codes(self, c: dict[str, Any], s: pd.Series) -> np.ndarray:
         """The category index of each value of a discrete column (unknown values: the pool, or the commonest)."""
-        lookup = {_key(v): i for i, v in enumerate(c["categories"])}
-        other = lookup.get(_key("__other__"), 0) if c["pooled"] else 0
-        return np.fromiter((lookup.get(_key(_json_value(v)), other) for v in s), dtype=np.int64, count=len(s))
+        other = len(c["categories"]) - 1 if c["pooled"] else 0
+        # Categories are kept as JSON values (timestamps as text, every kind of missing as None).
+        values = pd.Index([_json_value(v) for v in s.astype(object)], dtype=object)
+        if len({type(v) for v in values if v is not None}) > 1:
+            # Mixed kinds of value: 1, 1.0 and True must stay apart, which a hash lookup does not do.
+            lookup = {_key(v): i for i, v in enumerate(c["categories"])}
+            found = np.fromiter((lookup.get(_key(v), -1) for v in values), dtype=np.int64, count=len(values))
+        else:
+            found = pd.Index(c["categories"], dtype=object).get_indexer(values)
+        return np.where(found < 0, other, found).astype(np.int64)
 
     def _transform_continuous(self, c: dict[str, Any], s: pd.Series, rng: np.random.Generator) -> list[np.ndarray]:
         x = _numeric(s, c["datelike"])
@@ -325,14 +336,17 @@ class TableTransformer:
                 ts = ts.round("D")
             if c["date_objects"]:
                 return pd.Series([None if pd.isna(t) else t.date() for t in ts], dtype=object)
-            return pd.Series(ts).astype(c["dtype"]) if c["dtype"].startswith("datetime64") else pd.Series(ts)
+            out = pd.Series(ts)
+            if c.get("tz"):  # values were taken in UTC nanoseconds
+                return out.dt.tz_localize("UTC").dt.tz_convert(c["tz"])
+            return out.astype(c["dtype"]) if c["dtype"].startswith("datetime64") else out
         if c["integer"]:
             x = np.round(x)
             if not c["dtype"].lower().startswith(("int", "uint")):
                 return pd.Series(np.where(missing, np.nan, x)).astype(_float_dtype(c["dtype"]))
             if missing.any():
                 return pd.Series(pd.array(np.where(missing, 0, x).astype(np.int64), dtype="Int64")).mask(missing)
-            return pd.Series(x.astype(c["dtype"]))
+            return pd.Series(x.astype(np.int64)).astype(c["dtype"])  # pandas dtypes too (Int64, UInt8)
         return pd.Series(np.where(missing, np.nan, x)).astype(_float_dtype(c["dtype"]))
 
     def _inverse_discrete(self, c: dict[str, Any], idx: np.ndarray, rng: np.random.Generator) -> pd.Series:
@@ -405,9 +419,12 @@ class TableTransformer:
         fixed = [(col, self.condition_index(col, val)) for col, val in conditions.items()]
         cond = self.condition_vectors(1, fixed=fixed[0][1])
         got: list[pd.DataFrame] = []
-        have = 0
+        have, drawn = 0, 0
         for attempt in range(max_tries):
-            m = max(2 * (n - have), 64)
+            # Draw as many as the acceptance rate so far says are needed (with a margin), capped.
+            rate = max(have / drawn, 0.01) if drawn else 1.0
+            m = int(min(max(1.2 * (n - have) / rate, 64), 100_000))
+            drawn += m
             df = draw(m, seed + 7919 * attempt, cond.expand(m, -1).contiguous())
             keep = np.ones(len(df), dtype=bool)
             for col, (j, i) in fixed:
@@ -416,7 +433,11 @@ class TableTransformer:
             got.append(df[keep])
             have += int(keep.sum())
             if have >= n:
-                return pd.concat(got).iloc[:n].reset_index(drop=True)
+                out = pd.concat(got).iloc[:n].reset_index(drop=True)
+                for c in self.columns:  # fresh ids for the rows kept (each round restarted them)
+                    if c["kind"] == "id":
+                        out[c["name"]] = self._ids(c, n)
+                return out
         raise ConfigError(f"could not draw {n} rows with {conditions} in {max_tries} rounds "
                           f"(got {have}): the combination is too rare for this model")
 

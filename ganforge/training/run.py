@@ -177,8 +177,11 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         cbs.append(Every(tc.sample_every, lambda t: plot_samples(
             artifact, parts.data, files / "samples" / f"step_{t.step_num:07d}.png",
             f"{cfg.preset or 'run'} step {t.step_num}")))
-        cbs.append(Checkpoint(files / CHECKPOINT, tc.checkpoint_every))
+    # The caller's callbacks run before the checkpoint, so a checkpoint holds their state after
+    # their call at that step (a resumed run neither repeats nor skips it).
     cbs += list(callbacks or [])
+    if files is not None:
+        cbs.append(Checkpoint(files / CHECKPOINT, tc.checkpoint_every))
     trainer = Trainer(parts, tc, cbs, device=tc.device, rank=rank)
     if resume and out_path is not None:
         trainer.load_state_dict(load_state(out_path / CHECKPOINT))

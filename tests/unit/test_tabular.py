@@ -312,3 +312,39 @@ def test_bad_arguments():
         TabularGAN(batch_size=25, pac=10)
     with pytest.raises(ConfigError, match="positive"):
         TabularGAN(epochs=0)
+
+
+def test_nullable_dtypes_single_values_with_missing_and_time_zones():
+    n = 120
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "small": pd.array(rng.integers(0, 4, n), dtype="Int64"),  # discrete, nullable integer
+        "big": pd.array(rng.integers(0, 10_000, n) * 3, dtype="Int64"),  # continuous, nullable integer
+        "ok": pd.array([True, False, None] * (n // 3), dtype="boolean"),
+        "yes": ["yes", None] * (n // 2),  # one value and missing ones
+        "when": pd.date_range("2024-01-01", periods=n, freq="h", tz="Europe/Paris"),
+    })
+    df.loc[3, "small"] = pd.NA
+    t = TableTransformer().fit(df)
+    json.dumps(t.config())  # pd.NA is stored as null
+    assert _kinds(t)["yes"] == "discrete" and t.columns[list(df.columns).index("small")]["kind"] == "discrete"
+    x = t.transform(df)
+    back = t.inverse_transform(x)
+    assert back["small"].isna().sum() == 1 and pd.isna(back.loc[3, "small"])
+    assert back["big"].dtype == "Int64" and back["ok"].isna().equals(df["ok"].isna())
+    assert back["yes"].isna().equals(df["yes"].isna())
+    assert str(back["when"].dt.tz) == "Europe/Paris"
+    assert (back["when"] - df["when"]).abs().max() < pd.Timedelta("1min")
+
+
+def test_conditional_rows_keep_unique_ids_and_the_penalty_interpolates_conditions():
+    df = _table(120)
+    df["user"] = [f"u{i:04d}" for i in range(120)]
+    model = TabularGAN(epochs=1, **SMALL).fit(df, discrete_columns=["kind", "flag", "user"])
+    rows = model.sample(100, conditions={"kind": "c"})
+    assert rows["user"].is_unique
+    assert model.result is not None
+    (gp,) = model.result.parts.objective.penalties
+    assert gp.pack == 2 and gp.interpolate_condition
+    with pytest.raises(ConfigError, match="pac"):
+        TabularGAN(batch_size=20, pac=0)
