@@ -114,3 +114,43 @@ def save_images(images: torch.Tensor, folder: str | Path) -> None:
     for i, arr in enumerate(x):
         img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
         atomic_write(folder / f"{i:06d}.png", lambda tmp, img=img: img.save(tmp, format="PNG"))
+
+
+def plot_table_columns(real: Any, synth: Any, kinds: dict[str, str], path: str | Path, scores: dict[str, float]
+                       | None = None, max_columns: int = 16) -> None:
+    """Real against synthetic, column by column: overlaid histograms for numbers and datetimes,
+    side-by-side bars of the commonest categories for the rest; each panel titled with its
+    Column Shapes score when ``scores`` has it. ``real`` and ``synth`` are DataFrames."""
+    import pandas as pd
+
+    names = list(kinds)[:max_columns]
+    cols = min(4, len(names)) or 1
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        r, s = real[name], synth[name]
+        if kinds[name] in ("numerical", "datetime"):
+            rv = pd.to_numeric(r if kinds[name] == "numerical" else pd.to_datetime(r).astype("int64"),
+                               errors="coerce").dropna().to_numpy(float)
+            sv = pd.to_numeric(s if kinds[name] == "numerical" else pd.to_datetime(s).astype("int64"),
+                               errors="coerce").dropna().to_numpy(float)
+            lo, hi = (np.quantile(rv, [0.005, 0.995]) if len(rv) else (0.0, 1.0))
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+            ax.hist(rv, bins=bins, density=True, alpha=0.5, label="real", color="tab:blue")
+            ax.hist(sv, bins=bins, density=True, alpha=0.5, label="synthetic", color="tab:orange")
+            ax.set_yticks([])
+        else:
+            top = r.astype(str).value_counts(normalize=True).head(10)
+            sf = s.astype(str).value_counts(normalize=True).reindex(top.index).fillna(0)
+            pos = np.arange(len(top))
+            ax.bar(pos - 0.2, top.to_numpy(), 0.4, label="real", color="tab:blue")
+            ax.bar(pos + 0.2, sf.to_numpy(), 0.4, label="synthetic", color="tab:orange")
+            ax.set_xticks(pos, [t[:10] for t in top.index], rotation=60, fontsize=6)
+        title = name if scores is None or name not in scores else f"{name} ({scores[name]:.3f})"
+        ax.set_title(title, fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)

@@ -117,9 +117,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{label:<28} {scores[key]:7.4f}   {note}")
     out = Path(args.out) if args.out else Path(args.synth).with_name(Path(args.synth).name.split(".")[0] + ".eval.json")
     from ganforge.io import atomic_write_text
+    from ganforge.report.plots import plot_table_columns
+    from ganforge.tabular.metrics import column_kinds
 
     atomic_write_text(out, json.dumps(scores, indent=2, default=str))
-    print(f"ganforge: scores written to {out}", file=sys.stderr)
+    picture = out.with_suffix(".png")
+    plot_table_columns(real, synth, column_kinds(real, _columns(args.discrete)), picture, scores.get("columns"))
+    print(f"ganforge: scores written to {out}; real vs synthetic, column by column: {picture}", file=sys.stderr)
     return 0
 
 

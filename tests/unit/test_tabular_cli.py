@@ -119,6 +119,7 @@ def test_eval_prints_scores_and_writes_json(capsys, tmp_path):
     assert rc == 0, err
     assert "Column Shapes" in out and "Detection ROC AUC" in out and "ML efficacy" in out
     scores = json.loads((tmp_path / "synth.eval.json").read_text())
+    assert (tmp_path / "synth.eval.png").is_file()  # real vs synthetic, column by column
     assert 0.8 < scores["column_shapes"] <= 1 and 0.3 < scores["detection_auc"] < 0.7
     (tmp_path / "other.csv").write_text("a,b\n1,2\n3,4\n")
     line = _one_line_error(*_run(capsys, "tabular", "eval", str(tmp_path / "real.csv"),
