@@ -185,10 +185,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     trainer = Trainer(parts, tc, cbs, device=tc.device, rank=rank)
     if resume and out_path is not None:
         trainer.load_state_dict(load_state(out_path / CHECKPOINT))
+    # set_flush_denormal returns False where the CPU cannot (then nothing changes).
+    ftz = tc.flush_denormal and torch.set_flush_denormal(True)
     try:
         trainer.fit()
     finally:
         logger.close()
+        if ftz:
+            torch.set_flush_denormal(False)
     summary: dict[str, Any] = {"preset": cfg.preset, "steps": trainer.step_num,
                                "status": "ok" if trainer.stop_reason is None else "diverged"}
     if trainer.early_stop is not None:
