@@ -99,14 +99,11 @@ class TableData:
 
 def table_source(df: Any, discrete_columns: Sequence[str] | None = None, conditional: bool = True,
                  transformer: TableTransformer | None = None, seed: int = 0, **options: Any) -> TableData:
-    """A DataFrame as a data source: the transformer (fitted here with ``options`` unless given),
-    the rows in G's output space, their category codes for training-by-sampling."""
-    from ganforge.tabular.io import clean_table
-
-    df, _ = clean_table(df)
+    """A cleaned DataFrame (:func:`~ganforge.tabular.io.clean_table`; :func:`read_table` returns one)
+    as a data source: the transformer (fitted here with ``options`` unless given), the rows in G's
+    output space, their category codes for training-by-sampling."""
     if transformer is None:
         transformer = TableTransformer(seed=seed, **options).fit(df, discrete_columns)
-    discrete = transformer.discrete_columns()
-    codes = np.stack([transformer.codes(c, df[c["name"]]) for c in discrete], axis=1) if discrete else None
-    return TableData(transformer.transform(df), codes, transformer.discrete_layout(), transformer.spans,
-                     conditional=conditional, transform=transformer)
+    x, codes = transformer.encode(df)
+    return TableData(x, codes, transformer.discrete_layout(), transformer.spans, conditional=conditional,
+                     transform=transformer)

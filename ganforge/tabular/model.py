@@ -140,10 +140,12 @@ class TabularGAN:
         default to those detected (text, categories, booleans, integers with few values). With
         ``out`` the run folder is written (checkpoints, log, exported generator); ``resume=True``
         continues the fit saved there (the same data is needed)."""
-        df = read_table(data) if isinstance(data, (str, Path)) else data
-        if not isinstance(df, pd.DataFrame):
-            raise ConfigError(f"fit takes a pandas DataFrame or a path, got {type(df).__name__}")
-        df, _ = clean_table(df)
+        if isinstance(data, (str, Path)):
+            df = read_table(data)  # cleaned by the reader
+        elif isinstance(data, pd.DataFrame):
+            df, _ = clean_table(data)
+        else:
+            raise ConfigError(f"fit takes a pandas DataFrame or a path, got {type(data).__name__}")
         out_path = Path(out) if out is not None else None
         if resume and out_path is None:
             raise ConfigError("resume=True needs the run folder: out=")

@@ -60,10 +60,6 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def _is_missing(s: pd.Series) -> np.ndarray:
-    return s.isna().to_numpy()
-
-
 def detect_discrete(df: pd.DataFrame) -> list[str]:
     """Columns treated as discrete when none are given: object, category, string and bool columns,
     and integer columns with at most :data:`DISCRETE_INT_VALUES` distinct values."""
@@ -253,18 +249,24 @@ class TableTransformer:
     def transform(self, df: pd.DataFrame, seed: int | None = None) -> Tensor:
         """``df`` in G's output space (float32, one row per row); modes are drawn from the mixture's
         posterior with a seeded RNG (``seed``, default the transformer's)."""
+        return self.encode(df, seed)[0]
+
+    def encode(self, df: pd.DataFrame, seed: int | None = None) -> tuple[Tensor, np.ndarray | None]:
+        """:meth:`transform`, and the category index of every row in each discrete column
+        ((n, discrete columns), None without any), which training-by-sampling needs."""
         self._check_columns(df)
         rng = np.random.default_rng(self.seed if seed is None else seed)
         parts: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
         for c in self.columns:
             s = df[c["name"]]
             if c["kind"] == "continuous":
                 parts += self._transform_continuous(c, s, rng)
             elif c["kind"] == "discrete":
-                parts.append(_one_hot(self.codes(c, s), len(c["categories"])))
-        if not parts:
-            return torch.zeros(len(df), 0)
-        return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+                codes.append(self.codes(c, s))
+                parts.append(_one_hot(codes[-1], len(c["categories"])))
+        x = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32)) if parts else torch.zeros(len(df), 0)
+        return x, np.stack(codes, axis=1) if codes else None
 
     def codes(self, c: dict[str, Any], s: pd.Series) -> np.ndarray:
         """The category index of each value of a discrete column (unknown values: the pool, or the commonest)."""
