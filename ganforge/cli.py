@@ -95,6 +95,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise ConfigError("--n must be positive")
     gen = load(args.run)
+    if gen.spec.dtype == "int64" and gen.spec.vocab_size:  # text: sentences, one a line
+        return _sample_text(gen, args)
+    if args.temperature is not None:
+        raise ConfigError("--temperature applies to text generators")
     x = gen.sample(args.n, seed=args.seed, label=args.label)
     if not isinstance(x, torch.Tensor):
         raise ConfigError("this generator returns data that is not a tensor; use the Python API to save it")
@@ -123,6 +127,40 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_text(gen: Any, args: argparse.Namespace) -> int:
+    from ganforge.io import atomic_write_text
+
+    out = Path(args.out)
+    if out.suffix != ".txt":
+        raise ConfigError(f"--out: a text generator writes sentences to a .txt file, got '{out}'")
+    if args.label is not None:
+        raise ConfigError("--label: this text generator is not conditional")
+    lines = gen.sample(args.n, seed=args.seed, temperature=args.temperature)
+    atomic_write_text(out, "".join(f"{line}\n" for line in lines))
+    print(json.dumps({"n": args.n, "out": str(out), "temperature": args.temperature or 1.0}))
+    return 0
+
+
+def _text_eval(cfg: Any, gen: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Text metrics of a run (``--curve``: over softmax temperatures, with a plot beside the JSON)."""
+    from ganforge.data import build_dataset
+    from ganforge.metrics.text import CURVE_TEMPERATURES, evaluate_text, temperature_curve
+
+    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
+    n = args.n or 10_000
+    if args.curve is None:
+        return evaluate_text(gen, data, n=n, fast=args.fast, temperature=args.temperature or 1.0)
+    temps = [float(t) for t in args.curve.split(",")] if args.curve else list(CURVE_TEMPERATURES)
+    if not temps or min(temps) <= 0:
+        raise ConfigError("--curve: temperatures must be positive numbers, e.g. --curve 0.7,0.85,1.0")
+    show = None if args.no_progress else (lambda m: print(
+        f"temperature {m['temperature']}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()
+                                                       if isinstance(v, float) and k != "temperature"),
+        file=sys.stderr))
+    return {"curve": temperature_curve(gen, data, temps, n=n, fast=args.fast, progress=show),
+            "protocol": {"samples": n, "fast": args.fast, "temperatures": temps}}
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ganforge.io import atomic_write_text
     from ganforge.metrics.evaluate import DEFAULT_METRICS, evaluate
@@ -136,7 +174,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         cfg = load_run_config(src)
         gen = load(src)
-        if len(gen.meta["shape"]) != 3:  # toy data: the exact mode metrics
+        text = gen.spec.dtype == "int64" and bool(gen.spec.vocab_size)
+        if (args.curve is not None or args.temperature is not None or args.fast) and not text:
+            raise ConfigError("--curve, --temperature and --fast apply to text runs")
+        if text:
+            result = _text_eval(cfg, gen, args)
+        elif len(gen.meta["shape"]) != 3:  # toy data: the exact mode metrics
             result = _toy_eval(cfg, gen, args.n)
         else:
             default = cfg.eval.metrics if "modes" in cfg.eval.metrics else DEFAULT_METRICS
@@ -152,6 +195,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else None
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2))
+        if "curve" in result:
+            from ganforge.report.plots import plot_text_curves
+
+            plot_text_curves({str(src.name): result["curve"]}, out.with_suffix(".png"))
     print(json.dumps(result))
     return 0
 
@@ -212,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file.npz, file.csv, file.png (a grid), or a folder (a PNG per image)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--label", type=int, default=None, help="class to generate (conditional models)")
+    s.add_argument("--temperature", type=float, default=None,
+                   help="text: softmax temperature of the sampling (below 1: safer, less varied sentences)")
     s.set_defaults(fn=_cmd_sample)
 
     e = sub.add_parser("eval", help="evaluate a run (writes RUN/eval.json) or a set of real images")
@@ -222,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reference", default=None, help="data set spec, folder or array file (default: held-out split)")
     e.add_argument("--extractor", default=None, help="registered feature extractor (default: digits)")
     e.add_argument("--out", default=None, help="where to write the JSON (default RUN_DIR/eval.json)")
+    e.add_argument("--curve", nargs="?", const="", default=None, metavar="T1,T2,...",
+                   help="text: the quality-diversity curve over softmax temperatures (default 0.6..1.5); "
+                   "a PNG is written beside the JSON")
+    e.add_argument("--temperature", type=float, default=None, help="text: sampling temperature (default 1)")
+    e.add_argument("--fast", action="store_true",
+                   help="text: Texygen's fast mode (BLEU on 500 references and 500 sentences)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(fn=_cmd_eval)
 

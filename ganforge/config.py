@@ -92,6 +92,29 @@ class TechniquesConfig:
 
 
 @dataclass
+class TextConfig:
+    """Text GANs: MLE pretraining, SeqGAN's policy gradient, the Gumbel-softmax relaxation."""
+
+    # Iterations of maximum-likelihood training of G before the adversarial phases (the MLE model
+    # they start from), then of D alone on real against G's samples
+    pretrain_steps: int = 0
+    d_pretrain_steps: int = 0
+    rollouts: int = 16  # SeqGAN: Monte-Carlo rollouts per token for its reward
+    rollout_update: float = 0.8  # SeqGAN: the rollout network keeps this share of its weights per G update
+    baseline: str = "none"  # SeqGAN's policy gradient: none (the paper's) | mean (subtract the batch's mean reward)
+    # Gumbel-softmax temperature over the adversarial iterations: tau_start -> tau_end (RelGAN's
+    # exponential schedule: tau = tau_start * (tau_end / tau_start) ** progress), or constant / linear
+    tau_start: float = 1.0
+    tau_end: float = 0.01
+    tau_schedule: str = "exp"  # exp | linear | constant
+    mle_weight: float = 0.0  # weight of an MLE term added to G's adversarial loss (0 = pure adversarial)
+    # G's learning rate from the first adversarial iteration on (RelGAN pretrains at 1e-2 and plays
+    # at 1e-4); 0 = optim_g.lr throughout (SeqGAN)
+    adversarial_lr_g: float = 0.0
+    eval_samples: int = 2000  # sentences generated for the metrics logged during training
+
+
+@dataclass
 class ModelConfig:
     """A GAN composed from named parts."""
 
@@ -113,6 +136,7 @@ class ModelConfig:
     generator: NetConfig = field(default_factory=lambda: NetConfig(output="linear"))
     discriminator: NetConfig = field(default_factory=lambda: NetConfig(activation="leaky_relu"))
     loss: LossConfig = field(default_factory=LossConfig)
+    text: TextConfig = field(default_factory=TextConfig)
 
 
 @dataclass
@@ -121,6 +145,7 @@ class DataConfig:
 
     name: str = "ring2d"
     options: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # your own file (a text corpus, one sentence a line): passed to the data set as options.path
 
 
 @dataclass

@@ -126,6 +126,21 @@ def sampling_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
+@contextlib.contextmanager
+def sampling_temperature(module: nn.Module, temperature: float) -> Iterator[nn.Module]:
+    """Sample a text generator at ``temperature`` inside the block (its own value is restored)."""
+    if not hasattr(module, "temperature"):
+        raise ConfigError("--temperature applies to text generators (this one has no sampling temperature)")
+    if not temperature > 0:
+        raise ConfigError(f"--temperature must be positive, got {temperature}")
+    old = module.temperature
+    module.temperature = float(temperature)
+    try:
+        yield module
+    finally:
+        module.temperature = old
+
+
 def output_x(out: Tensor | dict[str, Tensor]) -> Tensor:
     """A generator's sample: its output, or the ``x`` of the named outputs it returns."""
     return out["x"] if isinstance(out, dict) else out
@@ -148,7 +163,7 @@ def sample(module: nn.Module, prior: Prior, n: int, seed: int = 1234, batch: int
 def sample_batches(module: nn.Module, prior: Prior, n: int, seed: int = 1234, batch: int = 4096,
                    device: Any = None, labels: Tensor | None = None,
                    condition: Tensor | None = None) -> Iterator[Tensor]:
-    """Raw samples in batches of ``batch`` (CPU, float), each drawn with the same private RNG as
+    """Raw samples in batches of ``batch`` (CPU; float, or int64 token ids), each drawn with the same private RNG as
     :func:`sample` would use, so the batch size changes the noise only in how it is split.
 
     Randomness inside the network (Gumbel-softmax, a VAE's output noise) draws from torch's global
@@ -166,7 +181,8 @@ def sample_batches(module: nn.Module, prior: Prior, n: int, seed: int = 1234, ba
             j = min(n, i + batch)
             v = prior.sample(j - i, gen, labels=None if labels is None else labels[i:j],
                              condition=None if condition is None else condition[i:j])
-            yield output_x(module(v.to(device))).float().cpu()
+            x = output_x(module(v.to(device)))
+            yield (x.float() if x.is_floating_point() else x).cpu()  # token ids stay integers
 
 
 def build_generator_module(model: ModelConfig, spec: DataSpec, in_dim: int) -> nn.Module:
@@ -201,10 +217,16 @@ class GeneratorArtifact:
         return meta
 
     def sample(self, n: int, seed: int = 0, label: int | None = None, raw: bool = False,
-               condition: Tensor | None = None, device: Any = None, conditions: dict[str, Any] | None = None) -> Any:
+               condition: Tensor | None = None, device: Any = None, conditions: dict[str, Any] | None = None,
+               temperature: float | None = None) -> Any:
         """``n`` samples; ``label`` asks a conditional generator for one class. A generator
         conditioned on its data (a table's condition vectors) draws its conditions from the fitted
-        transform, or takes ``condition`` vectors, or ``conditions`` as ``{column: value}``."""
+        transform, or takes ``condition`` vectors, or ``conditions`` as ``{column: value}``.
+        ``temperature`` divides the logits of a text generator's sampling (1 = as trained); a text
+        generator returns sentences (``raw=True``: token ids)."""
+        if temperature is not None:
+            with sampling_temperature(self.module, temperature):
+                return self.sample(n, seed, label, raw, condition, device, conditions)
         if conditions:
             if not hasattr(self.transform, "conditional_sample"):
                 raise ConfigError("conditions= apply to generators of tables (trained with discrete columns)")

@@ -7,6 +7,7 @@ from typing import Any
 from ganforge.data.images import cifar10_data, image_folder_data, stacked_mnist_data
 from ganforge.data.mnist import fashion_mnist_data, mnist_data
 from ganforge.data.tensor import TensorData
+from ganforge.data.text import coco_captions_data, text_data
 from ganforge.data.toy import GaussianMixture, gaussian1d, grid2d, mixture1d, ring2d
 from ganforge.registry import ConfigError, Registry
 
@@ -45,9 +46,37 @@ def table_data(path: str = "", discrete_columns: list[str] | None = None, condit
 register_dataset("table", table_data, "a table file (options: path, discrete_columns, conditional, seed)")
 
 
-def build_dataset(name: str, options: dict[str, Any]) -> Any:
-    """Build a registered data set; a wrong option is a one-line :class:`ConfigError`."""
+def _oracle(**options: Any) -> Any:
+    from ganforge.data.oracle import oracle_data
+
+    return oracle_data(**options)
+
+
+def _captions(path: str = "", test_path: str = "", **options: Any) -> Any:
+    """MS-COCO captions; with ``data.path``, your own corpus in their place (same model and metrics)."""
+    if path:
+        for key in ("root", "download"):
+            options.pop(key, None)
+        return text_data(path, test_path, **options)
+    if test_path:
+        raise ConfigError("data.options.test_path: give your training corpus as data.path too")
+    return coco_captions_data(**options)
+
+
+register_dataset("text", text_data, "your own corpus, one sentence a line (options: path, test_path, level, "
+                 "max_vocab, min_count, max_len, lowercase); set data.path")
+register_dataset("coco-captions", _captions, "MS-COCO captions in the Texygen split (train / test files); "
+                 "data.path = your own corpus instead")
+register_dataset("oracle", _oracle, "SeqGAN's synthetic oracle: a random LSTM's sentences "
+                 "(vocabulary 5,000, length 20)")
+
+
+def build_dataset(name: str, options: dict[str, Any], path: str = "") -> Any:
+    """Build a registered data set; a wrong option is a one-line :class:`ConfigError`. ``path``
+    (``data.path``) is the ``path`` option, for data sets that read a file of the user's."""
     builder = DATASETS.get(name)
+    if path:
+        options = {**options, "path": path}
     try:
         return builder(**options)
     except TypeError as e:

@@ -23,6 +23,7 @@ from ganforge.config import NetConfig
 from ganforge.data.spec import DataSpec
 from ganforge.nn.dcgan import DCGANAutoencoderDiscriminator, DCGANDiscriminator, DCGANGenerator
 from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
+from ganforge.nn.sequence import SequenceGenerator, TextCNN, TextRNN
 from ganforge.nn.tabular import PacDiscriminator, ResidualGenerator, TabularVAE
 from ganforge.registry import ConfigError, Registry
 
@@ -61,6 +62,38 @@ register_discriminator("ctgan", lambda cfg, spec, c=0: PacDiscriminator(cfg, spe
                        "CTGAN's discriminator with PacGAN packing (model.discriminator.pac) (tables)")
 register_generator("tvae", lambda cfg, spec, z, c=0: TabularVAE(spec.spans, z, list(cfg.hidden)),
                    "TVAE: encoder and decoder on a table's spans; train with model.objective=elbo")
+
+
+def _tokens(spec: DataSpec, net: str) -> DataSpec:
+    if spec.dtype != "int64" or len(spec.shape) != 1 or not spec.vocab_size:
+        raise ConfigError(f"the '{net}' network reads token sequences; this data is {spec.dtype} of shape "
+                          f"{tuple(spec.shape)} (use a text data set: text, coco-captions, oracle)")
+    return spec
+
+
+def _sequence_generator(cell: str) -> GeneratorBuilder:
+    def build(cfg: NetConfig, spec: DataSpec, z: int, c: int = 0) -> nn.Module:
+        spec = _tokens(spec, cell)
+        if not cfg.hidden or len(set(cfg.hidden)) != 1:
+            raise ConfigError(f"model.generator.hidden: the {cell} generator takes one size per layer, all equal "
+                              f"(e.g. [128] or [128, 128]), got {cfg.hidden}")
+        return SequenceGenerator(spec.vocab_size, spec.shape[0], emb=cfg.width, hidden=cfg.hidden[0], cell=cell,
+                                 layers=len(cfg.hidden), z_dim=z, eos=spec.extra.get("eos"),
+                                 pad=spec.extra.get("pad"))
+
+    return build
+
+
+register_generator("lstm", _sequence_generator("lstm"),
+                   "text: an LSTM language model (width = embedding size, hidden = [state size] per layer)")
+register_generator("gru", _sequence_generator("gru"), "text: a GRU language model (as lstm)")
+register_discriminator("text-cnn", lambda cfg, spec, c=0: TextCNN(
+    _tokens(spec, "text-cnn").vocab_size, spec.shape[0], cfg.width, cfg.dropout,
+    cfg.hidden[0] / 100 if cfg.hidden else 1.0),
+    "text: SeqGAN's CNN over embeddings (width = embedding size; hidden[0]/100 scales its filter counts)")
+register_discriminator("text-rnn", lambda cfg, spec, c=0: TextRNN(
+    _tokens(spec, "text-rnn").vocab_size, cfg.width, cfg.hidden[0] if cfg.hidden else 64, "lstm", cfg.dropout),
+    "text: an LSTM discriminator over embeddings (width = embedding size, hidden[0] = state size)")
 
 
 def _spec(spec: DataSpec | tuple[int, ...]) -> DataSpec:

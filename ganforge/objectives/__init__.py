@@ -1,10 +1,13 @@
 """Objectives chosen by name (``model.objective``; by default from ``model.loss.name`` and the family).
 
 Registered here: ``adversarial`` (the losses of :data:`~ganforge.objectives.losses.LOSSES` with
-conditioning, auxiliary terms, techniques and penalties as parts), ``began``, ``mmd`` and ``elbo``.
+conditioning, auxiliary terms, techniques and penalties as parts), ``ctgan``, ``began``, ``mmd``,
+``elbo``, and for text ``mle``, ``seqgan`` and ``gumbel`` (:mod:`ganforge.objectives.text`).
 Your own: :func:`register_objective` (see the README's "Your own objective").
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ganforge.config import Config
 from ganforge.nn.techniques import HistoricalAverage, parse_policy
@@ -30,11 +33,12 @@ from ganforge.objectives.base import (
 from ganforge.objectives.losses import LOSSES, AdversarialLoss, began_d_loss, began_g_loss, register_loss
 from ganforge.objectives.moments import ELBOObjective, MMDObjective
 from ganforge.objectives.regularizers import GradientPenalty, R1Penalty, WeightClip
+from ganforge.objectives.text import TextObjective, build_text_objective
 from ganforge.registry import ConfigError
 
 __all__ = ["AdversarialLoss", "AdversarialObjective", "BEGANBalance", "Batch", "ELBOObjective", "Game",
            "GradientPenalty", "LOSSES", "MMDObjective", "OBJECTIVES", "Objective", "ObjectiveSpec", "Phase",
-           "R1Penalty", "Setup", "WeightClip", "build_adversarial", "d_targets", "instance_noise_std",
+           "R1Penalty", "Setup", "TextObjective", "WeightClip", "build_adversarial", "d_targets", "instance_noise_std",
            "objective_name", "readout", "register_loss", "register_objective"]
 
 BEGAN_LOSS = AdversarialLoss("began", began_d_loss, began_g_loss, "critic", False,
@@ -144,3 +148,22 @@ register_objective("began", _began, "autoencoder", "BEGAN: auto-encoder D, k_t b
 register_objective("mmd", _mmd, None,
                    "generative moment matching: MMD with a mixture of Gaussian kernels, no D network")
 register_objective("elbo", _elbo, None, "the VAE baseline: negative evidence lower bound on real data")
+
+
+def _text(method: str) -> Callable[[Setup], TextObjective]:
+    """The builder of one text method (its own ``mle`` checks: no discriminator techniques)."""
+
+    def build(setup: Setup) -> TextObjective:
+        if method == "mle":
+            _no_adversary(setup, "mle")
+        return build_text_objective(setup, method)
+
+    return build
+
+
+register_objective("mle", _text("mle"), None,
+                   "text: maximum likelihood (teacher forcing) of a sequence generator; the baseline of text GANs")
+register_objective("seqgan", _text("seqgan"), "network",
+                   "text: SeqGAN, MLE pretraining then policy gradient with Monte-Carlo rollout rewards")
+register_objective("gumbel", _text("gumbel"), "network",
+                   "text: MLE pretraining then the Gumbel-softmax relaxation with a temperature schedule (RelGAN)")

@@ -39,7 +39,9 @@ class Phase:
     ``player`` is whose optimizer steps ("g" or "d"); ``repeat`` consecutive updates per iteration
     (Algorithm 1's k for D); ``interval``: the phase runs in iterations whose number is a multiple of
     it (lazy regularization); ``freeze``: players whose weights take no gradient in this phase (D in
-    G's phase: only the gradient with respect to D's input is needed).
+    G's phase: only the gradient with respect to D's input is needed). ``start`` / ``stop``: the
+    phase runs in iterations ``start <= step < stop`` only (``stop`` None = to the end): a text GAN's
+    MLE pretraining is a phase that stops where the adversarial phases start.
     """
 
     name: str
@@ -47,6 +49,14 @@ class Phase:
     repeat: int = 1
     interval: int = 1
     freeze: tuple[str, ...] = ()
+    start: int = 0
+    stop: int | None = None
+
+    def due(self, step: int) -> bool:
+        """Whether the phase runs in iteration ``step``."""
+        if step < self.start or (self.stop is not None and step >= self.stop):
+            return False
+        return (step - self.start) % self.interval == 0
 
 
 class Game(Protocol):

@@ -55,23 +55,36 @@ def plot_samples_1d(samples: torch.Tensor, density: Callable[[torch.Tensor], tor
 
 
 def plot_curves(log_path: str | Path, path: str | Path) -> None:
-    """Losses, D(x) / D(G(z)) (or a VAE's terms) and any image metric over training, from ``log.jsonl``."""
+    """Losses, D(x) / D(G(z)) (or a VAE's terms), and any image or text metric over training, from ``log.jsonl``."""
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    steps_rows = [r for r in rows if "g_loss" in r]
+    steps_rows = [r for r in rows if "g_loss" in r or "mle_loss" in r]
     if not steps_rows:
         return
-    panels = [("losses", [("d_loss", "d_loss"), ("g_loss", "g_loss")], steps_rows)]
-    if "d_real" in steps_rows[0]:
+
+    def has(key: str, data: list[dict[str, Any]]) -> bool:
+        return any(key in r for r in data)
+
+    panels = [("losses", [("d_loss", "d_loss"), ("g_loss", "g_loss"), ("mle_loss", "MLE (nats per token)")],
+               steps_rows)]
+    if has("d_real", steps_rows):
         panels.append(("discriminator outputs", [("d_real", "D(x)"), ("d_fake", "D(G(z))")], steps_rows))
-    elif "kl" in steps_rows[0]:
+    elif has("kl", steps_rows):
         panels.append(("VAE terms (nats per image)", [("recon", "reconstruction"), ("kl", "KL")], steps_rows))
     evals = [r for r in rows if "eval/fid" in r]
     if evals:
         panels.append(("FID (digit features, held-out)", [("eval/fid", "FID")], evals))
+    nlls = [r for r in rows if "eval/nll_test" in r or "eval/nll_oracle" in r]
+    if nlls:
+        panels.append(("NLL per token (nats)", [("eval/nll_oracle", "NLL-oracle"), ("eval/nll_test", "NLL-test")],
+                       nlls))
+    bleus = [r for r in rows if "eval/bleu5" in r]
+    if bleus:
+        panels.append(("BLEU (whole test set)", [("eval/bleu2", "BLEU-2"), ("eval/bleu5", "BLEU-5"),
+                                                    ("eval/self_bleu2", "Self-BLEU-2")], bleus))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
     for ax, (title, keys, data) in zip(axes[0], panels, strict=True):
         for key, label in keys:
-            if key in data[0]:
+            if has(key, data):
                 ax.plot([r["step"] for r in data], [r.get(key, np.nan) for r in data], label=label, lw=0.8,
                         marker="o" if len(data) < 30 else None)
         ax.set_xlabel("step")
@@ -154,3 +167,36 @@ def plot_table_columns(real: Any, synth: Any, kinds: dict[str, str], path: str |
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
+
+
+# The two quality-diversity views of text models: (x key, y key, x label, y label). Lower-left is
+# better for NLL-oracle against NLL-test; on real text, better is high BLEU at low Self-BLEU.
+TEXT_CURVES = (("self_bleu5", "bleu5", "Self-BLEU-5 (lower = more diverse)", "BLEU-5 against the test set (quality)"),
+               ("nll_test", "nll_oracle", "NLL-test (lower = better coverage)", "NLL-oracle (lower = better quality)"))
+
+
+def plot_text_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> None:
+    """Quality against diversity over softmax temperatures, one line per model, each point
+    labelled with its temperature (Caccia et al. 2018's view of text GANs against MLE)."""
+    points = [p for pts in curves.values() for p in pts]
+    views = [v for v in TEXT_CURVES if any(v[0] in p and v[1] in p for p in points)]
+    if not views:
+        raise ValueError("no curve to plot: the points hold neither BLEU-5/Self-BLEU-5 nor NLL-oracle/NLL-test")
+    fig, axes = plt.subplots(1, len(views), figsize=(5.5 * len(views), 4.5), squeeze=False)
+    for ax, (xk, yk, xl, yl) in zip(axes[0], views, strict=True):
+        for name, pts in curves.items():
+            pts = [p for p in pts if xk in p and yk in p]
+            if not pts:
+                continue
+            xs, ys = [p[xk] for p in pts], [p[yk] for p in pts]
+            (line,) = ax.plot(xs, ys, marker="o", ms=4, label=name)
+            for p, x, y in zip(pts, xs, ys, strict=True):
+                ax.annotate(f"{p.get('temperature', '')}", (x, y), fontsize=6, color=line.get_color(),
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)

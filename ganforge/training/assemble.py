@@ -38,9 +38,10 @@ def as_data_source(data: Any, cfg: Config) -> Any:
     """A data source from a registered data set name (default: the config's), a tensor, or any
     object with ``spec`` and ``batch`` (or ``shape`` and ``sample``)."""
     if data is None:
-        return build_dataset(cfg.data.name, cfg.data.options)
+        return build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
     if isinstance(data, str):
-        return build_dataset(data, cfg.data.options if data == cfg.data.name else {})
+        same = data == cfg.data.name
+        return build_dataset(data, cfg.data.options if same else {}, cfg.data.path if same else "")
     if isinstance(data, torch.Tensor):
         return TensorData(data.float() if data.is_floating_point() else data)
     return as_source(data)

@@ -363,3 +363,23 @@ class Every:
     def on_train_end(self, trainer: Any) -> None:
         if self._last != trainer.step_num and trainer.stop_reason is None:
             self.fn(trainer)
+
+
+class SetLR:
+    """Sets an optimizer's learning rate from iteration ``start`` on (a text GAN's adversarial
+    phases after MLE pretraining); a resumed run past ``start`` gets it again at its start."""
+
+    def __init__(self, optimizer: Any, start: int, lr: float) -> None:
+        self.optimizer, self.start, self.lr = optimizer, start, lr
+
+    def _set(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+
+    def on_train_start(self, trainer: Any) -> None:
+        if trainer.step_num >= self.start:
+            self._set()
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        if trainer.step_num == self.start:
+            self._set()

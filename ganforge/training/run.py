@@ -34,10 +34,12 @@ from ganforge.training.callbacks import (
     Logger,
     LRDecay,
     ReferenceBatch,
+    SetLR,
     TrainingDiverged,
 )
 from ganforge.training.checkpoint import load_state
 from ganforge.training.image_eval import ImageMetrics
+from ganforge.training.text_eval import TextMetrics, is_text, write_samples
 from ganforge.training.trainer import GANParts, Trainer
 
 CHECKPOINT = "checkpoints/last.safetensors"
@@ -64,7 +66,11 @@ def toy_metrics(artifact: GeneratorArtifact, data: Any, n: int) -> dict[str, flo
 
 
 def plot_samples(artifact: GeneratorArtifact, data: Any, path: Path, title: str) -> None:
-    """A picture of the samples: an image grid from fixed noise, or a 1-D / 2-D plot."""
+    """A picture of the samples: an image grid from fixed noise, or a 1-D / 2-D plot; for text, a
+    ``.txt`` file of sentences beside ``path``."""
+    if is_text(artifact.spec):
+        write_samples(artifact, path.with_suffix(".txt"))
+        return
     if artifact.spec.is_image:  # images: a grid from fixed noise, comparable across steps
         save_image_grid(artifact.sample(64, seed=99, raw=True), path)
         return
@@ -150,6 +156,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         if tc.lr_decay not in ("linear", "cosine"):
             raise ConfigError(f"train.lr_decay: unknown schedule '{tc.lr_decay}' (choices: none, linear, cosine)")
         cbs.append(LRDecay(tc.lr_decay, tc.steps, [parts.opt_g, parts.opt_d]))
+    start = getattr(parts.objective, "adversarial_start", None)
+    if cfg.model.text.adversarial_lr_g > 0 and start is not None:
+        cbs.append(SetLR(parts.opt_g, start, cfg.model.text.adversarial_lr_g))
     ema = None
     if cfg.techniques.ema > 0:
         ema = EMA(parts.generator, cfg.techniques.ema, cfg.techniques.ema_start)
@@ -172,6 +181,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                                   artifact.export if (files and cfg.eval.best) else None,
                                   files / BEST if files else None)
         cbs.append(Every(tc.eval_every, image_eval))
+    text_eval = None
+    if is_text(parts.spec) and TextMetrics.applies(parts.data) and writer:
+        text_eval = TextMetrics(artifact, parts.data, cfg.model.text.eval_samples, logger.record)
+        cbs.append(Every(tc.eval_every, text_eval))
     if files is not None:
         (files / "samples").mkdir(exist_ok=True)
         cbs.append(Every(tc.sample_every, lambda t: plot_samples(
@@ -200,6 +213,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     if trainer.stop_reason is None:
         summary.update(toy_metrics(artifact, parts.data, tc.eval_samples))
         summary.update(conditional_metrics(artifact, parts, cfg))
+        if text_eval is not None:
+            summary.update({k: v for k, v in text_eval.last.items() if k != "protocol"})
+            summary["eval_protocol"] = text_eval.last.get("protocol", {})
         if image_eval is not None:
             summary.update({k: v for k, v in image_eval.last.items() if k != "protocol"})
             summary["eval_protocol"] = image_eval.last.get("protocol", {})
@@ -212,6 +228,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         if trainer.stop_reason is None:
             artifact.export(files / "generator.safetensors")
             plot_samples(artifact, parts.data, files / "samples.png", f"{cfg.preset or 'run'}: final samples")
+            if is_text(parts.spec):
+                write_samples(artifact, files / "samples.txt", n=200, seed=0)
             if parts.spec.is_image:
                 image_pictures(artifact, files)
         plot_curves(files / "log.jsonl", files / "curves.png")

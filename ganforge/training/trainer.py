@@ -106,7 +106,7 @@ class Trainer:
         self.game.step = self.step_num
         out: dict[str, Tensor] = {}
         for phase in self.phases:
-            if self.step_num % phase.interval == 0:
+            if phase.due(self.step_num):
                 for _ in range(phase.repeat):
                     out.update(self.run_phase(phase))
         self.step_num += 1

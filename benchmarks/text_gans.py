@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Text GANs against maximum likelihood, measured as the text-GAN literature measures them (issue 13).
+
+Runs (train them first, one thread each; two can share the 2 cores):
+
+    ganforge train oracle-mle    --out runs/text_bench/oracle-mle    (and oracle-seqgan, oracle-gumbel)
+    ganforge train coco-mle      --out runs/text_bench/coco-mle      (and coco-seqgan, coco-gumbel)
+
+This script scores every finished run folder under ``--runs``:
+
+- the synthetic oracle (SeqGAN, Yu et al. 2017): NLL-oracle of 10,000 generated sequences and NLL-test
+  on the 10,000 held-out oracle sequences, for the final model and for the MLE model an adversarial
+  run started from (read from its training log at the end of pretraining, 2,000 sequences);
+- MS-COCO captions (the Texygen split): BLEU-2..5 against the whole test set and Self-BLEU-2..5 of
+  10,000 generated sentences (NLTK's sentence BLEU, smoothing method 1, uniform weights, as Texygen),
+  Texygen's fast mode beside them (BLEU against the first 500 test sentences, Self-BLEU among the
+  first 500 generated), NLL-test per token, and the training set scored the same way as a reference;
+- the quality-diversity curve over softmax temperatures for every model: BLEU-5 against Self-BLEU-5,
+  NLL-oracle against NLL-test; JSON and a PNG per data set.
+
+Usage: python benchmarks/text_gans.py [--runs runs/text_bench] [--n 10000]
+           [--temperatures 0.6 0.7 0.8 0.9 1.0 1.1 1.25 1.5] [--out docs/results/text_gans.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_file  # noqa: E402
+
+from ganforge.data import build_dataset  # noqa: E402
+from ganforge.generator import load  # noqa: E402
+from ganforge.metrics.bleu import bleu, self_bleu, tokenize_lines  # noqa: E402
+from ganforge.metrics.text import CURVE_TEMPERATURES, evaluate_text, temperature_curve  # noqa: E402
+from ganforge.report.plots import plot_text_curves  # noqa: E402
+from ganforge.training.run import load_run_config  # noqa: E402
+
+PRESETS = {"oracle": ("oracle-mle", "oracle-seqgan", "oracle-gumbel"),
+           "coco": ("coco-mle", "coco-seqgan", "coco-gumbel")}
+# Texygen's published COCO rows (Zhu et al. 2018, table of real-data results).
+TEXYGEN = {"SeqGAN": {"bleu2": 0.745, "bleu5": 0.180, "self_bleu2": 0.950},
+           "LeakGAN": {"bleu2": 0.746, "bleu5": 0.230, "self_bleu2": 0.966},
+           "training data": {"bleu2": 0.740, "bleu5": 0.218, "self_bleu2": 0.892}}
+
+
+def numbers(d: dict[str, Any]) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in d.items() if isinstance(v, (int, float)) and k != "temperature"}
+
+
+def pretrained_point(run: Path, cfg: Any) -> dict[str, Any] | None:
+    """The training log's evaluation at the end of MLE pretraining (the model the adversarial phase started from)."""
+    p = cfg.model.text.pretrain_steps
+    if cfg.model.objective == "mle" or not p:
+        return None
+    for line in (run / "log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row.get("step") == p and any(k.startswith("eval/") for k in row):
+            return {"step": p, **{k[5:]: round(v, 4) for k, v in row.items() if k.startswith("eval/")}}
+    return None
+
+
+def score_run(run: Path, n: int, temps: list[float]) -> dict[str, Any]:
+    cfg = load_run_config(run)
+    summary = json.loads((run / "summary.json").read_text())
+    gen = load(run)
+    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
+    t0 = time.perf_counter()
+    whole = evaluate_text(gen, data, n=n)
+    out: dict[str, Any] = {"preset": cfg.preset, "objective": cfg.model.objective, "steps": summary["steps"],
+                           "train_wall_seconds": summary["wall_seconds"], "status": summary["status"],
+                           "final": numbers(whole), "protocol": whole["protocol"]}
+    if getattr(data, "oracle", None) is None:
+        out["final_fast"] = numbers(evaluate_text(gen, data, n=n, fast=True))
+    start = pretrained_point(run, cfg)
+    if start is not None:
+        out["mle_start"] = start
+    out["curve"] = [{"temperature": p["temperature"], **numbers(p)}
+                    for p in temperature_curve(gen, data, temps, n=n)]
+    out["score_seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"{cfg.preset}: {out['final']}", file=sys.stderr, flush=True)
+    return out
+
+
+def training_set_row(n: int) -> dict[str, Any]:
+    """The COCO training captions scored as if generated (Texygen's 'training data' row)."""
+    data = build_dataset("coco-captions", {})
+    hyps, refs = tokenize_lines(list(data.lines)[:n]), tokenize_lines(list(data.test_lines))
+    return {"whole": {**bleu(hyps, refs), **self_bleu(hyps)},
+            "fast": {**bleu(hyps, refs, fast=True), **self_bleu(hyps, fast=True)}, "sentences": len(hyps)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", default="runs/text_bench")
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--temperatures", type=float, nargs="+", default=list(CURVE_TEMPERATURES))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="docs/results/text_gans.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    results: dict[str, Any] = {**results_file.header("benchmarks/text_gans.py"), "n": args.n,
+                               "temperatures": args.temperatures, "texygen_published": TEXYGEN, "runs": {}}
+    for kind, presets in PRESETS.items():
+        for preset in presets:
+            run = Path(args.runs) / preset
+            if not (run / "summary.json").is_file() or not (run / "generator.safetensors").is_file():
+                print(f"{preset}: no finished run at {run}; skipped", file=sys.stderr)
+                continue
+            results["runs"][preset] = score_run(run, args.n, args.temperatures)
+            results_file.write(out, results)  # as it goes
+        curves = {p: results["runs"][p]["curve"] for p in presets if p in results["runs"]}
+        if curves:
+            title = ("synthetic oracle: NLL-oracle against NLL-test over softmax temperatures" if kind == "oracle"
+                     else "MS-COCO captions: BLEU-5 against Self-BLEU-5 over softmax temperatures")
+            plot_text_curves(curves, out.with_name(f"text_curve_{kind}.png"), title)
+    results["coco_training_set"] = training_set_row(args.n)
+    results_file.write(out, results)
+
+
+if __name__ == "__main__":
+    main()

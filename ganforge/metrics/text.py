@@ -1,0 +1,117 @@
+"""Text metrics as the text-GAN literature reports them, and the quality-diversity curve.
+
+- Synthetic oracle (SeqGAN, Yu et al. 2017): NLL-oracle, the oracle LSTM's negative log-likelihood
+  per token of G's samples (quality), and NLL-test, G's negative log-likelihood per token of
+  held-out oracle samples (coverage).
+- Real text (Texygen, Zhu et al. 2018): BLEU-n of G's sentences against the test set and Self-BLEU-n
+  of G's sentences against each other (:mod:`ganforge.metrics.bleu`, the same numbers as NLTK),
+  and NLL-test on the test sentences. ``fast=True`` is Texygen's default mode: BLEU against the
+  first 500 test sentences, Self-BLEU among the first 500 generated ones. Texygen's published
+  rows agree with the whole-set computation (the training set scores 0.740 / 0.218 / 0.892 here),
+  so whole sets are the default.
+- One point hides the trade-off (Caccia et al. 2018, "Language GANs falling short"): a lower
+  softmax temperature raises quality and lowers diversity for any model, so :func:`temperature_curve`
+  sweeps it and reports the curve.
+
+NLL is per counted token (up to and including the end token), under softmax(logits / T) when a
+temperature T is given, in nats.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ganforge.metrics.bleu import bleu, self_bleu, tokenize_lines
+
+ORDERS = (2, 3, 4, 5)
+CURVE_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5)
+
+
+@torch.no_grad()
+def nll(model: nn.Module, tokens: Tensor, temperature: float = 1.0, batch: int = 1000) -> float:
+    """``model``'s mean negative log-likelihood per counted token of ``tokens`` (n, T), in nats."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0.0
+    try:
+        device = next(model.parameters()).device
+        for i in range(0, len(tokens), batch):
+            t = tokens[i:i + batch].to(device)
+            m = model.mask(t).float()
+            total += float(-(model.log_probs(t, temperature=temperature) * m).sum())
+            count += float(m.sum())
+    finally:
+        model.train(was)
+    return total / max(count, 1.0)
+
+
+def _references(data: Any) -> list[list[str]] | None:
+    """The test sentences tokenized for BLEU, once per data object (tokenizing 10,000 takes seconds)."""
+    if not getattr(data, "test_lines", None):
+        return None
+    cached = getattr(data, "_bleu_references", None)
+    if cached is None:
+        cached = tokenize_lines(list(data.test_lines))
+        data._bleu_references = cached
+    return cached
+
+
+def sentences(tokens: Tensor, vocab: Any) -> list[str]:
+    """Token ids (n, T) as text, through the vocabulary saved with the generator."""
+    return list(vocab.inverse_transform(tokens))
+
+
+def evaluate_text(artifact: Any, data: Any, n: int = 10_000, seed: int = 1234, temperature: float = 1.0,
+                  fast: bool = False, orders: Sequence[int] = ORDERS, self_bleu_too: bool = True) -> dict[str, Any]:
+    """The text metrics of a generator artifact on its data (an oracle source or a corpus with a test set).
+
+    Returns the metrics and a ``protocol`` entry saying what was computed on how many sentences.
+    """
+    t0 = time.perf_counter()
+    tokens = artifact.sample(n, seed=seed, raw=True, temperature=temperature)
+    out: dict[str, Any] = {}
+    proto: dict[str, Any] = {"samples": n, "seed": seed, "temperature": temperature}
+    oracle = getattr(data, "oracle", None)
+    test = getattr(data, "test_tokens", None)
+    if oracle is not None:
+        out["nll_oracle"] = nll(oracle, tokens)
+        proto["oracle"] = dict(getattr(data, "oracle_config", {}))
+    if test is not None:
+        out["nll_test"] = nll(artifact.module, test, temperature)
+        proto["test_sequences"] = len(test)
+    if oracle is None:
+        hyps = tokenize_lines(sentences(tokens, artifact.transform))
+        refs = _references(data)
+        if refs:
+            out.update(bleu(hyps, refs, tuple(orders), fast=fast))
+            proto["references"] = min(len(refs), 500) if fast else len(refs)  # Texygen's fast mode cuts references only
+        if self_bleu_too:
+            out.update(self_bleu(hyps, tuple(orders), fast=fast))
+        proto.update({"bleu": "NLTK sentence BLEU, smoothing method 1, uniform weights, mean over hypotheses "
+                              "(Texygen's protocol)", "fast": fast,
+                      "hypotheses": len(hyps), "self_bleu_sentences": min(len(hyps), 500) if fast else len(hyps)})
+        lengths = [len(h) for h in hyps]
+        out["mean_length"] = sum(lengths) / max(1, len(lengths))
+        out["unique_fraction"] = len({tuple(h) for h in hyps}) / max(1, len(hyps))
+    proto["seconds"] = round(time.perf_counter() - t0, 2)
+    out["protocol"] = proto
+    return out
+
+
+def temperature_curve(artifact: Any, data: Any, temperatures: Sequence[float] = CURVE_TEMPERATURES,
+                      n: int = 10_000, seed: int = 1234, fast: bool = False,
+                      progress: Any = None) -> list[dict[str, Any]]:
+    """The metrics at each softmax temperature: the points of the quality-diversity curve
+    (BLEU-5 against Self-BLEU-5 on real text, NLL-oracle against NLL-test on the oracle)."""
+    points = []
+    for t in temperatures:
+        m = evaluate_text(artifact, data, n, seed, float(t), fast, orders=ORDERS)
+        m["temperature"] = float(t)
+        points.append(m)
+        if progress is not None:
+            progress(m)
+    return points

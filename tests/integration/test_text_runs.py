@@ -1,0 +1,188 @@
+"""Text GANs end to end: presets on a user's corpus and on a tiny oracle, sampling, evaluation,
+resume, and every bad corpus handled with one line."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from procs import ganforge
+from safetensors.torch import load_file
+from test_cli import assert_user_error
+
+from ganforge.config import load_config
+from ganforge.generator import load
+from ganforge.training.run import train
+
+SUBJECTS = ["a man", "a woman", "a dog", "two cats", "a small boy", "an old bus"]
+VERBS = ["sits on", "stands next to", "looks at", "walks past", "rides"]
+OBJECTS = ["a bench .", "the red car .", "a wooden table .", "a tall tree .", "the white wall ."]
+
+# Small networks and few steps: a run takes seconds.
+TINY = ["model.generator.width=16", "model.generator.hidden=[24]", "model.discriminator.width=8",
+        "model.discriminator.hidden=[4]", "train.batch_size=16", "train.log_every=2", "train.eval_every=6",
+        "train.sample_every=6", "train.checkpoint_every=6", "train.progress=false", "train.tensorboard=false",
+        "model.text.eval_samples=40", "model.text.rollouts=2"]
+
+
+def corpus(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.write_text("".join(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}\n" for _ in range(n)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    return corpus(d / "train.txt", 120, 0), corpus(d / "test.txt", 40, 1)
+
+
+def text_cfg(preset: str, files, steps: int, *extra: str):
+    train_file, test_file = files
+    return load_config(preset, [*TINY, f"train.steps={steps}", f"data.path={train_file}",
+                                f"data.options.test_path={test_file}", *extra])
+
+
+ADV = ["model.text.pretrain_steps=6", "model.text.d_pretrain_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def mle_run(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "mle"
+    result = train(text_cfg("coco-mle", files, 12), out)
+    return out, result
+
+
+def test_mle_run_on_a_users_corpus_writes_sentences_and_text_metrics(mle_run):
+    out, result = mle_run
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("nll_test", "bleu2", "bleu5", "self_bleu2", "self_bleu5"):
+        assert key in s and 0 <= s[key] < 20, key
+    assert s["eval_protocol"]["references"] == 40
+    lines = (out / "samples.txt").read_text().splitlines()
+    assert len(lines) == 200
+    assert sorted(p.name for p in (out / "samples").iterdir())[:1] == ["step_0000006.txt"]
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert any("mle_loss" in r for r in log) and any("eval/nll_test" in r for r in log)
+    assert (out / "curves.png").is_file()
+
+
+def test_the_generator_file_alone_samples_sentences(mle_run, tmp_path):
+    out, _ = mle_run
+    shutil.copy(out / "generator.safetensors", tmp_path / "g.safetensors")
+    gen = load(tmp_path / "g.safetensors")  # the vocabulary travels inside the file
+    words = {w for line in (out / "samples.txt").read_text().splitlines() for w in line.split()}
+    a = gen.sample(20, seed=5)
+    assert a == gen.sample(20, seed=5) and a != gen.sample(20, seed=6)
+    assert all(isinstance(x, str) for x in a)
+    assert {w for x in a for w in x.split()} <= words | {w for x in gen.sample(500, seed=1) for w in x.split()}
+    cold = gen.sample(200, seed=0, temperature=0.3)
+    hot = gen.sample(200, seed=0, temperature=3.0)
+    assert len(set(cold)) < len(set(hot))  # a low temperature repeats itself
+    ids = gen.sample(4, seed=0, raw=True)
+    assert ids.dtype == torch.int64 and ids.shape == (4, gen.spec.shape[0])
+
+
+def test_sample_and_eval_commands(mle_run, tmp_path):
+    out, _ = mle_run
+    p = ganforge("sample", str(out), "--n", "30", "--out", str(tmp_path / "s.txt"), "--temperature", "0.8")
+    assert p.returncode == 0, p.stderr
+    assert len((tmp_path / "s.txt").read_text().splitlines()) == 30
+    assert_user_error(ganforge("sample", str(out), "--n", "3", "--out", str(tmp_path / "s.png")), ".txt")
+    assert_user_error(ganforge("sample", str(out), "--n", "3", "--out", str(tmp_path / "s.txt"),
+                               "--temperature", "0"), "temperature")
+    p = ganforge("eval", str(out), "--n", "60")
+    assert p.returncode == 0, p.stderr
+    e = json.loads((out / "eval.json").read_text())
+    assert {"bleu2", "bleu5", "self_bleu2", "self_bleu5", "nll_test"} <= set(e) and e["protocol"]["samples"] == 60
+    p = ganforge("eval", str(out), "--n", "60", "--curve", "0.7,1.0", "--out", str(tmp_path / "curve.json"))
+    assert p.returncode == 0, p.stderr
+    curve = json.loads((tmp_path / "curve.json").read_text())["curve"]
+    assert [c["temperature"] for c in curve] == [0.7, 1.0]
+    assert curve[0]["self_bleu5"] >= curve[1]["self_bleu5"] - 0.05  # colder: no more diverse
+    assert (tmp_path / "curve.png").is_file()
+    assert_user_error(ganforge("eval", str(out), "--curve", "0,1"), "temperatures")
+
+
+@pytest.mark.parametrize("preset", ["coco-seqgan", "coco-gumbel"])
+def test_adversarial_presets_pretrain_then_play(files, tmp_path, preset):
+    result = train(text_cfg(preset, files, 12, *ADV), tmp_path / preset)
+    log = [json.loads(x) for x in (tmp_path / preset / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "d_loss" in r or "mle_loss" in r]
+    assert all("mle_loss" in r and "g_loss" not in r for r in steps if r["step"] <= 6)
+    assert any("g_loss" in r and "d_real" in r for r in steps if r["step"] > 8)
+    if preset == "coco-gumbel":
+        assert any("tau" in r for r in log)
+    else:
+        assert any("reward" in r for r in log)
+    assert result.trainer.updates["Gmle"] == 6 and result.trainer.updates["Dpre"] == 2
+    assert result.trainer.updates["G"] == 4 and result.trainer.updates["D"] == 4 * 3
+
+
+def test_seqgan_resume_matches_an_uninterrupted_run(files, tmp_path):
+    straight = train(text_cfg("coco-seqgan", files, 12, *ADV), tmp_path / "a")
+    train(text_cfg("coco-seqgan", files, 9, *ADV, "train.checkpoint_every=3"), tmp_path / "b")
+    resumed = train(text_cfg("coco-seqgan", files, 12, *ADV), tmp_path / "b", resume=True)
+    for k, v in straight.parts.generator.state_dict().items():
+        assert torch.equal(v, resumed.parts.generator.state_dict()[k]), k
+    a, b = (load_file(str(tmp_path / r / "generator.safetensors")) for r in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_oracle_presets_report_nll_oracle(tmp_path):
+    opts = ["data.options.vocab_size=40", "data.options.length=6", "data.options.n_train=200",
+            "data.options.n_test=100", "data.options.dim=8"]
+    cfg = load_config("oracle-seqgan", [*TINY, *ADV, *opts, "train.steps=10"])
+    train(cfg, tmp_path / "o")
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert 0 < s["nll_oracle"] < 20 and 0 < s["nll_test"] < 20
+    assert s["eval_protocol"]["oracle"]["vocab_size"] == 40
+    p = ganforge("eval", str(tmp_path / "o"), "--n", "50")
+    assert p.returncode == 0, p.stderr
+    assert {"nll_oracle", "nll_test"} <= set(json.loads(p.stdout))
+
+
+def _bad(tmp_path: Path, name: str, content: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "empty"),
+    (b"  \n\t\n \r\n", "no text"),
+    (b"\x00\x01\x02binary\x00" * 50, "binary"),
+    (b"only one sentence here\n", "usable line"),
+])
+def test_bad_corpora_are_one_line_errors(tmp_path, content, needle):
+    path = _bad(tmp_path, "bad.txt", content)
+    assert_user_error(ganforge("train", "coco-mle", "--set", f"data.path={path}", "--out", str(tmp_path / "r"),
+                               "--steps", "2", "--no-progress"), needle)
+
+
+def test_missing_corpus_and_misuse_are_one_line_errors(tmp_path):
+    assert_user_error(ganforge("train", "coco-mle", "--set", f"data.path={tmp_path / 'nope.txt'}",
+                               "--out", str(tmp_path / "r")), "nope.txt")
+    assert_user_error(ganforge("train", "coco-mle", "--set", "data.name=text", "--out", str(tmp_path / "r")),
+                      "data.path")
+    assert_user_error(ganforge("train", "coco-mle", "--set", "data.name=ring2d", "--out", str(tmp_path / "r2")),
+                      "token")
+    assert_user_error(ganforge("train", "coco-seqgan", "--steps", "100", "--out", str(tmp_path / "r3")),
+                      "adversarial step")
+
+
+def test_a_messy_corpus_trains(tmp_path):
+    """Invalid UTF-8, CRLF, tabs, blank lines and an enormous line: read, warned about, trained on."""
+    lines = [b"a man\tsits on  a bench .\r\n", b"\r\n", b"caf\xe9 noir sur la table .\r\n", b"   \n",
+             b"two cats look at the red car .\n", b"word " * 40_000 + b"\n", b"a dog rides a bus .\n"]
+    path = _bad(tmp_path, "messy.txt", b"".join(lines))
+    p = ganforge("train", "coco-mle", "--set", f"data.path={path}", "--out", str(tmp_path / "r"), "--steps", "3",
+                 "--set", "data.options.max_len=16", "--set", "model.generator.hidden=[8]",
+                 "--set", "model.generator.width=8", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "invalid UTF-8" in p.stderr or "UTF-8" in p.stderr
+    sentences = load(tmp_path / "r").sample(5)
+    assert len(sentences) == 5
