@@ -37,7 +37,13 @@ import results_file  # noqa: E402
 
 from ganforge.data import build_dataset  # noqa: E402
 from ganforge.generator import load  # noqa: E402
-from ganforge.metrics.bleu import bleu, self_bleu, tokenize_lines  # noqa: E402
+from ganforge.metrics.bleu import (  # noqa: E402
+    bleu,
+    bleu_per_sentence,
+    self_bleu,
+    sentence_bleu_nltk,
+    tokenize_lines,
+)
 from ganforge.metrics.text import CURVE_TEMPERATURES, evaluate_text, temperature_curve  # noqa: E402
 from ganforge.report.plots import plot_text_curves  # noqa: E402
 from ganforge.training.run import load_run_config  # noqa: E402
@@ -88,12 +94,67 @@ def score_run(run: Path, n: int, temps: list[float]) -> dict[str, Any]:
     return out
 
 
-def training_set_row(n: int) -> dict[str, Any]:
-    """The COCO training captions scored as if generated (Texygen's 'training data' row)."""
+def training_set_row(n: int, check: int = 20) -> dict[str, Any]:
+    """The COCO training captions scored as if generated (Texygen's 'training data' row), with the
+    time each metric takes and a spot check of ``check`` sentences against NLTK called directly."""
     data = build_dataset("coco-captions", {})
+    t0 = time.perf_counter()
     hyps, refs = tokenize_lines(list(data.lines)[:n]), tokenize_lines(list(data.test_lines))
-    return {"whole": {**bleu(hyps, refs), **self_bleu(hyps)},
-            "fast": {**bleu(hyps, refs, fast=True), **self_bleu(hyps, fast=True)}, "sentences": len(hyps)}
+    t1 = time.perf_counter()
+    whole_bleu = bleu(hyps, refs)
+    t2 = time.perf_counter()
+    whole_self = self_bleu(hyps)
+    t3 = time.perf_counter()
+    per = bleu_per_sentence(hyps[:check], refs, orders=(2, 5))
+    worst = max(abs(per[f"bleu{k}"][i] - sentence_bleu_nltk(refs, hyps[i], k)) for i in range(check) for k in (2, 5))
+    return {"whole": {**whole_bleu, **whole_self},
+            "fast": {**bleu(hyps, refs, fast=True), **self_bleu(hyps, fast=True)}, "sentences": len(hyps),
+            "seconds": {"tokenize_both": round(t1 - t0, 2), "bleu2_5_whole": round(t2 - t1, 2),
+                        "self_bleu2_5_whole": round(t3 - t2, 2)},
+            "nltk_spot_check": {"sentences": check, "orders": [2, 5], "max_abs_difference": worst}}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of the results file, for docs/BENCHMARKS.md."""
+    runs, lines = results["runs"], [f"Written by `{results['command']}` on {results['date']} "
+                                     f"({results['cpu']['model']}), commit {results['git_commit']}.", ""]
+    oracle = [p for p in PRESETS["oracle"] if p in runs]
+    if oracle:
+        lines += ["| oracle run | NLL-oracle | NLL-test | MLE start: NLL-oracle / NLL-test (2,000 seqs) | "
+                  "train wall s |", "|---|---|---|---|---|"]
+        for p in oracle:
+            r, st = runs[p], runs[p].get("mle_start", {})
+            start = f"{st['nll_oracle']:.3f} / {st['nll_test']:.3f}" if st else "-"
+            lines.append(f"| {p} | {r['final']['nll_oracle']:.3f} | {r['final']['nll_test']:.3f} | {start} | "
+                         f"{r['train_wall_seconds']:.0f} |")
+        lines.append("")
+    coco = [p for p in PRESETS["coco"] if p in runs]
+    if coco:
+        keys = ["bleu2", "bleu3", "bleu4", "bleu5", "self_bleu2", "self_bleu3", "self_bleu4", "self_bleu5"]
+        lines += ["| COCO | mode | " + " | ".join(k.replace("self_bleu", "SB-").replace("bleu", "B-") for k in keys)
+                  + " | NLL-test | train wall s |", "|---" * (len(keys) + 4) + "|"]
+        for p in coco:
+            r = runs[p]
+            for mode, m in (("whole", r["final"]), ("fast", r.get("final_fast", {}))):
+                vals = " | ".join(f"{m[k]:.3f}" if k in m else "-" for k in keys)
+                lines.append(f"| {p} | {mode} | {vals} | {r['final'].get('nll_test', float('nan')):.3f} | "
+                             f"{r['train_wall_seconds']:.0f} |")
+        ts = results.get("coco_training_set")
+        if ts:
+            for mode in ("whole", "fast"):
+                vals = " | ".join(f"{ts[mode][k]:.3f}" for k in keys)
+                lines.append(f"| training set | {mode} | {vals} | - | - |")
+        for name, row in TEXYGEN.items():
+            vals = " | ".join(f"{row[k]:.3f}" if k in row else "" for k in keys)
+            lines.append(f"| Texygen's {name} (published) | | {vals} | | |")
+        lines.append("")
+    for p, r in runs.items():
+        lines.append(f"Curve of {p} (temperature: " + ", ".join(
+            f"{c['temperature']}: " + (f"B-5 {c['bleu5']:.3f} SB-5 {c['self_bleu5']:.3f}" if "bleu5" in c
+                                      else f"NLL-oracle {c['nll_oracle']:.3f} NLL-test {c['nll_test']:.3f}")
+            for c in r["curve"]) + ")")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -123,6 +184,7 @@ def main() -> None:
             plot_text_curves(curves, out.with_name(f"text_curve_{kind}.png"), title)
     results["coco_training_set"] = training_set_row(args.n)
     results_file.write(out, results)
+    out.with_suffix(".md").write_text(markdown(results) + "\n")
 
 
 if __name__ == "__main__":

@@ -95,10 +95,12 @@ class GAN:
             raise RuntimeError("call fit() first")
         return self.result.artifact
 
-    def sample(self, n: int, seed: int = 0, label: int | None = None) -> Any:
-        """``n`` samples from the trained generator, in the data's units; ``label`` asks a
-        conditional one for one class."""
-        return self.artifact.sample(n, seed=seed, label=label, device=self.config.train.device)
+    def sample(self, n: int, seed: int = 0, label: int | None = None, temperature: float | None = None) -> Any:
+        """``n`` samples from the trained generator, in the data's units (sentences for text);
+        ``label`` asks a conditional one for one class, ``temperature`` scales a text generator's
+        sampling (below 1: safer and less varied)."""
+        return self.artifact.sample(n, seed=seed, label=label, device=self.config.train.device,
+                                    temperature=temperature)
 
     def save(self, path: str | Path) -> None:
         """Save the generator (weights and fitted transform as safetensors, the rest as JSON) for :func:`load`."""

@@ -45,7 +45,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, out, resume=bool(args.resume))
     s = result.summary
     keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "kid",
-            "label_accuracy", "code_accuracy", "q_accuracy", "modes_covered", "kl_to_uniform", "wall_seconds")
+            "label_accuracy", "code_accuracy", "q_accuracy", "modes_covered", "kl_to_uniform", "nll_oracle", "nll_test",
+            "bleu2", "bleu5", "self_bleu2", "self_bleu5", "wall_seconds")
     print(_headline(cfg.preset or str(args.config), s, Path(out)), file=sys.stderr)
     print(json.dumps({k: s[k] for k in keys if k in s} | {"out": str(out)}))
     return 0
@@ -68,9 +69,14 @@ def _headline(name: str, s: dict[str, Any], out: Path) -> str:
             parts.append(f"{label} {100 * s[key]:.1f}%")
     if "modes_covered" in s:
         parts.append(f"{s['modes_covered']}/1000 modes, KL to uniform {s['kl_to_uniform']:.3f}")
+    text = [f"{label} {s[key]:.3f}" for key, label in (("nll_oracle", "NLL-oracle"), ("nll_test", "NLL-test"),
+                                                       ("bleu2", "BLEU-2"), ("bleu5", "BLEU-5"),
+                                                       ("self_bleu2", "Self-BLEU-2")) if key in s]
+    if text:
+        parts.append(", ".join(text))
     parts.append(f"{s['steps']} steps in {s['wall_seconds']:.0f} s")
-    picture = out / "samples.png"
-    if picture.is_file():
+    picture = next((p for p in (out / "samples.png", out / "samples.txt") if p.is_file()), None)
+    if picture is not None:
         parts.append(f"look at {picture}")
     return "ganforge: " + "; ".join(parts)
 
@@ -146,13 +152,26 @@ def _text_eval(cfg: Any, gen: Any, args: argparse.Namespace) -> dict[str, Any]:
     from ganforge.data import build_dataset
     from ganforge.metrics.text import CURVE_TEMPERATURES, evaluate_text, temperature_curve
 
-    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
+    temps: list[float] = []
+    if args.curve is not None:
+        try:
+            temps = [float(t) for t in args.curve.split(",")] if args.curve else list(CURVE_TEMPERATURES)
+        except ValueError:
+            temps = []
+        if not temps or not min(temps) > 0:
+            raise ConfigError(f"--curve: temperatures must be positive numbers, e.g. --curve 0.7,0.85,1.0 "
+                              f"(got '{args.curve}')")
+        if args.temperature is not None:
+            raise ConfigError("--curve sweeps the temperature; --temperature applies without it")
+    if args.n is not None and args.n < 2:
+        raise ConfigError("--n must be at least 2 (Self-BLEU compares sentences with each other)")
     n = args.n or 10_000
+    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
     if args.curve is None:
         return evaluate_text(gen, data, n=n, fast=args.fast, temperature=args.temperature or 1.0)
-    temps = [float(t) for t in args.curve.split(",")] if args.curve else list(CURVE_TEMPERATURES)
-    if not temps or min(temps) <= 0:
-        raise ConfigError("--curve: temperatures must be positive numbers, e.g. --curve 0.7,0.85,1.0")
+    if getattr(data, "oracle", None) is None and getattr(data, "test_tokens", None) is None:
+        raise ConfigError("--curve needs a test set to measure quality against: train with "
+                          "data.options.test_path=FILE (or use the oracle)")
     show = None if args.no_progress else (lambda m: print(
         f"temperature {m['temperature']}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()
                                                        if isinstance(v, float) and k != "temperature"),

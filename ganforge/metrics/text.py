@@ -7,8 +7,8 @@
   of G's sentences against each other (:mod:`ganforge.metrics.bleu`, the same numbers as NLTK),
   and NLL-test on the test sentences. ``fast=True`` is Texygen's default mode: BLEU against the
   first 500 test sentences, Self-BLEU among the first 500 generated ones. Texygen's published
-  rows agree with the whole-set computation (the training set scores 0.740 / 0.218 / 0.892 here),
-  so whole sets are the default.
+  rows for the training set (0.740 / 0.218 / 0.892) are what the whole-set computation gives,
+  so whole sets are the default (benchmarks/text_gans.py scores the training set both ways).
 - One point hides the trade-off (Caccia et al. 2018, "Language GANs falling short"): a lower
   softmax temperature raises quality and lowers diversity for any model, so :func:`temperature_curve`
   sweeps it and reports the curve.
@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.metrics.bleu import bleu, self_bleu, tokenize_lines
+from ganforge.registry import ConfigError
 
 ORDERS = (2, 3, 4, 5)
 CURVE_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5)
@@ -60,6 +61,23 @@ def _references(data: Any) -> list[list[str]] | None:
     return cached
 
 
+def hypothesis_tokens(tokens: Tensor, vocab: Any) -> list[list[str]]:
+    """Generated sentences as BLEU reads them. Word level: the model's own tokens (the reference
+    tokenizer's; re-tokenizing would split a generated ``<unk>`` into three); characters: the
+    sentences tokenized into words like the references."""
+    lines = sentences(tokens, vocab)
+    return [line.split() for line in lines] if getattr(vocab, "level", "word") == "word" else tokenize_lines(lines)
+
+
+def check_vocabulary(artifact: Any, data: Any) -> None:
+    """The data rebuilt for evaluation must encode text as the generator's vocabulary does."""
+    mine = getattr(artifact.transform, "tokens", None)
+    theirs = getattr(getattr(data, "transform", None), "tokens", None)
+    if mine is not None and theirs is not None and list(mine) != list(theirs):
+        raise ConfigError("the corpus this run was trained on has changed since (its vocabulary differs from the "
+                          "generator's): evaluate against the original file")
+
+
 def sentences(tokens: Tensor, vocab: Any) -> list[str]:
     """Token ids (n, T) as text, through the vocabulary saved with the generator."""
     return list(vocab.inverse_transform(tokens))
@@ -71,6 +89,7 @@ def evaluate_text(artifact: Any, data: Any, n: int = 10_000, seed: int = 1234, t
 
     Returns the metrics and a ``protocol`` entry saying what was computed on how many sentences.
     """
+    check_vocabulary(artifact, data)
     t0 = time.perf_counter()
     tokens = artifact.sample(n, seed=seed, raw=True, temperature=temperature)
     out: dict[str, Any] = {}
@@ -84,7 +103,7 @@ def evaluate_text(artifact: Any, data: Any, n: int = 10_000, seed: int = 1234, t
         out["nll_test"] = nll(artifact.module, test, temperature)
         proto["test_sequences"] = len(test)
     if oracle is None:
-        hyps = tokenize_lines(sentences(tokens, artifact.transform))
+        hyps = hypothesis_tokens(tokens, artifact.transform)
         refs = _references(data)
         if refs:
             out.update(bleu(hyps, refs, tuple(orders), fast=fast))

@@ -74,11 +74,15 @@ def _tokens(spec: DataSpec, net: str) -> DataSpec:
 def _sequence_generator(cell: str) -> GeneratorBuilder:
     def build(cfg: NetConfig, spec: DataSpec, z: int, c: int = 0) -> nn.Module:
         spec = _tokens(spec, cell)
+        if z:
+            raise ConfigError(f"the {cell} generator takes no noise vector (its randomness is the sampling of each "
+                              f"token; its likelihood must be exact for MLE and NLL-test): set model.z_dim: 0 "
+                              f"and no classes or codes (got an input of width {z})")
         if not cfg.hidden or len(set(cfg.hidden)) != 1:
             raise ConfigError(f"model.generator.hidden: the {cell} generator takes one size per layer, all equal "
                               f"(e.g. [128] or [128, 128]), got {cfg.hidden}")
         return SequenceGenerator(spec.vocab_size, spec.shape[0], emb=cfg.width, hidden=cfg.hidden[0], cell=cell,
-                                 layers=len(cfg.hidden), z_dim=z, eos=spec.extra.get("eos"),
+                                 layers=len(cfg.hidden), eos=spec.extra.get("eos"),
                                  pad=spec.extra.get("pad"))
 
     return build

@@ -1,8 +1,9 @@
 """Sequence networks for text GANs: an LSTM/GRU generator, and CNN and recurrent discriminators.
 
 The answer to "if x is text, what are G, D and z?": G is a recurrent language model that writes a
-sentence token by token; its randomness is the sampling of each token (z, when ``z_dim`` > 0, only
-sets the initial state). D reads a sentence either as token ids or, for the Gumbel-softmax
+sentence token by token; its randomness is the sampling of each token, so it takes no noise vector
+(``model.z_dim: 0``: with a latent z the likelihood that MLE and NLL-test need would be
+intractable). D reads a sentence either as token ids or, for the Gumbel-softmax
 relaxation, as one soft one-hot vector per position: ``embedding(ids)`` and ``soft @ embedding``
 are the same function of a hard one-hot, so one D serves both.
 
@@ -33,7 +34,8 @@ def sample_categorical(logits: Tensor) -> Tensor:
     logits = logits.float()
     # Unnormalised: exp(l - max) summed cumulatively; the uniform is scaled by the total instead.
     cdf = (logits - logits.amax(1, keepdim=True)).exp_().cumsum_(1)
-    u = torch.rand(logits.shape[0], 1, device=logits.device) * cdf[:, -1:]
+    # 1 - U lies in (0, 1]: u is never 0, which searchsorted would map to token 0 whatever its mass.
+    u = (1.0 - torch.rand(logits.shape[0], 1, device=logits.device)) * cdf[:, -1:]
     return torch.searchsorted(cdf, u).squeeze(1).clamp_max_(logits.shape[1] - 1)
 
 
@@ -55,7 +57,7 @@ class SequenceGenerator(nn.Module):
     """
 
     def __init__(self, vocab_size: int, max_len: int, emb: int = 32, hidden: int = 32, cell: str = "lstm",
-                 layers: int = 1, z_dim: int = 0, eos: int | None = None, pad: int | None = None) -> None:
+                 layers: int = 1, eos: int | None = None, pad: int | None = None) -> None:
         super().__init__()
         if cell not in ("lstm", "gru"):
             raise ValueError(f"unknown recurrent cell '{cell}' (choices: lstm, gru)")
@@ -65,18 +67,14 @@ class SequenceGenerator(nn.Module):
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(emb, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, vocab_size)
-        self.init = nn.Linear(z_dim, hidden * layers) if z_dim else None
         self.chunk = 512  # rows sampled at once
         self.temperature = 1.0  # of forward()'s sampling; set by GeneratorArtifact.sample(temperature=)
 
     # -- teacher forcing -----------------------------------------------------------------------
 
     def initial_state(self, v: Tensor) -> State:
-        n = v.shape[0]
-        if self.init is None:
-            h = torch.zeros(self.layers, n, self.hidden, device=v.device)
-        else:
-            h = torch.tanh(self.init(v)).view(n, self.layers, self.hidden).transpose(0, 1).contiguous()
+        """The zero state for ``len(v)`` sentences (``v``: the prior's empty input vectors)."""
+        h = torch.zeros(self.layers, v.shape[0], self.hidden, device=v.device)
         return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
 
     def _inputs(self, tokens: Tensor) -> Tensor:
@@ -192,8 +190,8 @@ class SequenceGenerator(nn.Module):
         return out
 
     def states(self, tokens: Tensor, v: Tensor | None = None) -> list[State]:
-        """The recurrent state after each prefix: ``states[t]`` has read tokens[:, :t] (t = 0..T-1)
-        and is ready to write token t, whose input is ``tokens[:, t-1]`` (BOS for t = 0)."""
+        """The recurrent state before each position: ``states[t]`` (t = 0..T-1) has read BOS and
+        tokens[:, :t-1]; stepped with the input ``tokens[:, t-1]`` it writes token t."""
         v = tokens.new_zeros((tokens.shape[0], 0), dtype=torch.float32) if v is None else v
         state = self.initial_state(v)
         out = [state]
@@ -215,6 +213,7 @@ def repeat_state(state: State, m: int) -> State:
 
 
 def select_state(state: State, rows: Tensor) -> State:
+    """The states of the sequences ``rows``."""
     if isinstance(state, tuple):
         return tuple(s[:, rows] for s in state)
     return state[:, rows]

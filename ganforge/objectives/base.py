@@ -37,8 +37,8 @@ class Phase:
     """One part of an iteration.
 
     ``player`` is whose optimizer steps ("g" or "d"); ``repeat`` consecutive updates per iteration
-    (Algorithm 1's k for D); ``interval``: the phase runs in iterations whose number is a multiple of
-    it (lazy regularization); ``freeze``: players whose weights take no gradient in this phase (D in
+    (Algorithm 1's k for D); ``interval``: the phase runs every ``interval`` iterations counted from
+    ``start`` (lazy regularization); ``freeze``: players whose weights take no gradient in this phase (D in
     G's phase: only the gradient with respect to D's input is needed). ``start`` / ``stop``: the
     phase runs in iterations ``start <= step < stop`` only (``stop`` None = to the end): a text GAN's
     MLE pretraining is a phase that stops where the adversarial phases start.

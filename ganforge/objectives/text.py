@@ -74,7 +74,9 @@ class Rollout:
 
     @torch.no_grad()
     def update(self, generator: nn.Module) -> None:
-        """rollout <- rate * rollout + (1 - rate) * G (SeqGAN's delayed update)."""
+        """rollout <- rate * rollout + (1 - rate) * G (SeqGAN's delayed update; SeqGAN's own code
+        copies the embeddings at once and delays only the recurrent and output weights, this
+        delays all of them)."""
         for r, g in zip(self.net.parameters(), generator.parameters(), strict=True):
             r.mul_(self.rate).add_(g.detach(), alpha=1.0 - self.rate)
 
@@ -139,8 +141,9 @@ class TextObjective:
         return self.pretrain_steps + self.d_pretrain_steps
 
     def phases(self, train: Any = None) -> list[Phase]:
+        """Gmle (until ``pretrain_steps``), Dpre (for ``d_pretrain_steps``), then D and G; MLE alone: Gmle."""
         if self.method == "mle":
-            return [Phase("Gmle", "g")]
+            return [Phase("Gmle", "g", repeat=self.g_steps)]
         p, a = self.pretrain_steps, self.adversarial_start
         phases = []
         if p:
@@ -152,12 +155,14 @@ class TextObjective:
         return phases
 
     def tau(self, step: int) -> float:
+        """The Gumbel-softmax temperature at iteration ``step`` (its schedule spans the adversarial iterations)."""
         span = max(1, self.total_steps - self.adversarial_start)
         return tau_at((step - self.adversarial_start) / span, self.tau_start, self.tau_end, self.tau_schedule)
 
     # -- losses ----------------------------------------------------------------------------------
 
     def loss(self, phase: Phase, game: Game) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one phase (see the module docstring) and what to log."""
         if phase.name == "Gmle":
             loss = self.mle(game)
             return loss, {"mle_loss": loss.detach()}
@@ -179,6 +184,7 @@ class TextObjective:
         return (out["soft"] if self.method == "gumbel" else out["x"]), out["x"]
 
     def d_loss(self, game: Game) -> tuple[Tensor, dict[str, Tensor]]:
+        """D's adversarial loss: real sentences against G's samples (soft one-hots for the relaxation)."""
         assert self.criterion is not None
         x_fake, _ = self._fakes(game, grad=False)
         real = game.real()["tokens"]
@@ -189,6 +195,7 @@ class TextObjective:
                       "d_fake": readout(d_fake, self.probabilistic)}
 
     def g_loss(self, game: Game) -> tuple[Tensor, dict[str, Tensor]]:
+        """G's adversarial loss: the relaxed one through D, or SeqGAN's policy gradient (+ an MLE term)."""
         assert self.criterion is not None
         logs: dict[str, Tensor] = {}
         if self.method == "gumbel":
@@ -224,6 +231,7 @@ class TextObjective:
         return -(logp * rewards * mask).sum() / mask.sum().clamp_min(1.0), logs
 
     def after_update(self, phase: Phase, game: Game, logs: dict[str, Tensor]) -> None:
+        """SeqGAN: the rollout network trails G after each G update, and starts as the pretrained G."""
         if phase.name == "G" and self.rollout is not None:
             self.rollout.update(game.G)
         if phase.name == "Gmle" and self.rollout is not None and game.step == self.pretrain_steps - 1:
@@ -231,6 +239,7 @@ class TextObjective:
             self.rollout.net.load_state_dict(game.G.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
+        """The rollout network's weights (a resumed SeqGAN run continues with the same rollout policy)."""
         return {"rollout": self.rollout.state_dict()} if self.rollout is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

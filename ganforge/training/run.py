@@ -157,7 +157,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
             raise ConfigError(f"train.lr_decay: unknown schedule '{tc.lr_decay}' (choices: none, linear, cosine)")
         cbs.append(LRDecay(tc.lr_decay, tc.steps, [parts.opt_g, parts.opt_d]))
     start = getattr(parts.objective, "adversarial_start", None)
-    if cfg.model.text.adversarial_lr_g > 0 and start is not None:
+    if cfg.model.text.adversarial_lr_g > 0 and start is not None and parts.objective.method != "mle":
+        if tc.lr_decay != "none":
+            raise ConfigError("model.text.adversarial_lr_g and train.lr_decay both set G's learning rate; use one")
         cbs.append(SetLR(parts.opt_g, start, cfg.model.text.adversarial_lr_g))
     ema = None
     if cfg.techniques.ema > 0:
@@ -227,9 +229,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     if files is not None:
         if trainer.stop_reason is None:
             artifact.export(files / "generator.safetensors")
-            plot_samples(artifact, parts.data, files / "samples.png", f"{cfg.preset or 'run'}: final samples")
             if is_text(parts.spec):
                 write_samples(artifact, files / "samples.txt", n=200, seed=0)
+            else:
+                plot_samples(artifact, parts.data, files / "samples.png", f"{cfg.preset or 'run'}: final samples")
             if parts.spec.is_image:
                 image_pictures(artifact, files)
         plot_curves(files / "log.jsonl", files / "curves.png")

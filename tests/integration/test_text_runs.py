@@ -107,9 +107,14 @@ def test_sample_and_eval_commands(mle_run, tmp_path):
     assert_user_error(ganforge("eval", str(out), "--curve", "0,1"), "temperatures")
 
 
-@pytest.mark.parametrize("preset", ["coco-seqgan", "coco-gumbel"])
-def test_adversarial_presets_pretrain_then_play(files, tmp_path, preset):
-    result = train(text_cfg(preset, files, 12, *ADV), tmp_path / preset)
+@pytest.mark.parametrize("preset, nets", [
+    ("coco-seqgan", []), ("coco-gumbel", []),
+    # heterogeneous pairs: a GRU generator against a recurrent discriminator
+    ("coco-seqgan", ["model.generator.name=gru", "model.discriminator.name=text-rnn"]),
+    ("coco-gumbel", ["model.generator.name=gru", "model.discriminator.name=text-rnn"]),
+])
+def test_adversarial_presets_pretrain_then_play(files, tmp_path, preset, nets):
+    result = train(text_cfg(preset, files, 12, *ADV, *nets), tmp_path / preset)
     log = [json.loads(x) for x in (tmp_path / preset / "log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "d_loss" in r or "mle_loss" in r]
     assert all("mle_loss" in r and "g_loss" not in r for r in steps if r["step"] <= 6)
@@ -119,7 +124,7 @@ def test_adversarial_presets_pretrain_then_play(files, tmp_path, preset):
     else:
         assert any("reward" in r for r in log)
     assert result.trainer.updates["Gmle"] == 6 and result.trainer.updates["Dpre"] == 2
-    assert result.trainer.updates["G"] == 4 and result.trainer.updates["D"] == 4 * 3
+    assert result.trainer.updates["G"] == 4 and result.trainer.updates["D"] == 4 * result.trainer.cfg.d_steps
 
 
 def test_seqgan_resume_matches_an_uninterrupted_run(files, tmp_path):

@@ -35,3 +35,17 @@ def test_tables_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert list(synth.columns) == list(namespace["df"].columns) and len(synth) == 1000
     assert (lyon["city"] == "Lyon").all() and synth["income"].isna().any()
     assert (tmp_path / "table.safetensors").is_file()
+
+
+def test_text_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", section("Text"), re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md: Text", "exec"), namespace)
+    gan = namespace["gan"]
+    grammar = {f"{s} {v} {t}" for s in namespace["subjects"] for v in namespace["verbs"] for t in namespace["things"]}
+    sentences = gan.sample(100, seed=1, temperature=0.8)
+    assert all(isinstance(x, str) for x in sentences)
+    assert sum(x in grammar for x in sentences) >= 60  # it learned the grammar
+    assert (tmp_path / "text.safetensors").is_file()
