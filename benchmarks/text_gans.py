@@ -16,7 +16,12 @@ This script scores every finished run folder under ``--runs``:
   Texygen's fast mode beside them (BLEU against the first 500 test sentences, Self-BLEU among the
   first 500 generated), NLL-test per token, and the training set scored the same way as a reference;
 - the quality-diversity curve over softmax temperatures for every model: BLEU-5 against Self-BLEU-5,
-  NLL-oracle against NLL-test; JSON and a PNG per data set.
+  NLL-oracle against NLL-test; JSON and a PNG per data set; for each adversarial point, MLE's
+  quality at the same diversity (its curve interpolated) and whether the adversarial model is better.
+
+A run continued with ``ganforge train --resume RUN --steps N`` keeps each earlier segment's
+summary and generator as ``summary_STEP.json`` / ``generator_STEP.safetensors``: its training time is
+the sum of the segments', and the earlier generators are scored too (``at_step``).
 
 Usage: python benchmarks/text_gans.py [--runs runs/text_bench] [--n 10000]
            [--temperatures 0.6 0.7 0.8 0.9 1.0 1.1 1.25 1.5] [--out docs/results/text_gans.json]
@@ -79,9 +84,21 @@ def score_run(run: Path, n: int, temps: list[float]) -> dict[str, Any]:
     data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
     t0 = time.perf_counter()
     whole = evaluate_text(gen, data, n=n)
+    # A run continued with --resume: the summary of each earlier segment was kept as summary_STEP.json
+    # (with its generator as generator_STEP.safetensors); its wall time is the sum of the segments'.
+    segments = sorted(run.glob("summary_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    walls = [json.loads(p.read_text())["wall_seconds"] for p in segments] + [summary["wall_seconds"]]
     out: dict[str, Any] = {"preset": cfg.preset, "objective": cfg.model.objective, "steps": summary["steps"],
-                           "train_wall_seconds": summary["wall_seconds"], "status": summary["status"],
-                           "final": numbers(whole), "protocol": whole["protocol"]}
+                           "train_wall_seconds": round(sum(walls), 1), "segment_wall_seconds": walls,
+                           "status": summary["status"], "final": numbers(whole), "protocol": whole["protocol"]}
+    earlier = {}
+    for seg in segments:
+        step = seg.stem.split("_")[1]
+        g = run / f"generator_{step}.safetensors"
+        if g.is_file():
+            earlier[step] = numbers(evaluate_text(load(g), data, n=n))
+    if earlier:
+        out["at_step"] = earlier
     if getattr(data, "oracle", None) is None:
         out["final_fast"] = numbers(evaluate_text(gen, data, n=n, fast=True))
     start = pretrained_point(run, cfg)
@@ -112,6 +129,29 @@ def training_set_row(n: int, check: int = 20) -> dict[str, Any]:
             "seconds": {"tokenize_both": round(t1 - t0, 2), "bleu2_5_whole": round(t2 - t1, 2),
                         "self_bleu2_5_whole": round(t3 - t2, 2)},
             "nltk_spot_check": {"sentences": check, "orders": [2, 5], "max_abs_difference": worst}}
+
+
+def interpolate(curve: list[dict[str, Any]], x_key: str, y_key: str, x: float) -> float | None:
+    """The MLE curve's y at ``x`` (linear between its two nearest points in x), None outside its range."""
+    pts = sorted((p[x_key], p[y_key]) for p in curve if x_key in p and y_key in p)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
+def verdict(mle: list[dict[str, Any]], other: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """For each point of an adversarial curve: MLE's quality at the same diversity (its curve,
+    interpolated over temperature), and whether the adversarial point is better. COCO: BLEU-5 at
+    the same Self-BLEU-5 (higher is better); oracle: NLL-oracle at the same NLL-test (lower is better)."""
+    x_key, y_key, higher = (("self_bleu5", "bleu5", True) if kind == "coco" else ("nll_test", "nll_oracle", False))
+    out = []
+    for p in other:
+        ref = interpolate(mle, x_key, y_key, p[x_key])
+        better = None if ref is None else (p[y_key] > ref if higher else p[y_key] < ref)
+        out.append({"temperature": p["temperature"], x_key: p[x_key], y_key: p[y_key],
+                    f"mle_{y_key}_at_same_{x_key}": None if ref is None else round(ref, 4), "better_than_mle": better})
+    return out
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -149,6 +189,12 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| Texygen's {name} (published) | | {vals} | | |")
         lines.append("")
     for p, r in runs.items():
+        if "against_mle_curve" in r:
+            v = r["against_mle_curve"]
+            better = [x["temperature"] for x in v if x["better_than_mle"]]
+            judged = [x for x in v if x["better_than_mle"] is not None]
+            lines.append(f"{p} against the MLE curve: better at temperatures {better or 'none'} "
+                         f"of the {len(judged)} inside MLE's range ({len(v) - len(judged)} outside it).")
         lines.append(f"Curve of {p} (temperature: " + ", ".join(
             f"{c['temperature']}: " + (f"B-5 {c['bleu5']:.3f} SB-5 {c['self_bleu5']:.3f}" if "bleu5" in c
                                       else f"NLL-oracle {c['nll_oracle']:.3f} NLL-test {c['nll_test']:.3f}")
@@ -178,12 +224,21 @@ def main() -> None:
             results["runs"][preset] = score_run(run, args.n, args.temperatures)
             results_file.write(out, results)  # as it goes
         curves = {p: results["runs"][p]["curve"] for p in presets if p in results["runs"]}
+        if presets[0] in curves:
+            for p in presets[1:]:
+                if p in curves:
+                    results["runs"][p]["against_mle_curve"] = verdict(curves[presets[0]], curves[p], kind)
         if curves:
             title = ("synthetic oracle: NLL-oracle against NLL-test over softmax temperatures" if kind == "oracle"
                      else "MS-COCO captions: BLEU-5 against Self-BLEU-5 over softmax temperatures")
             plot_text_curves(curves, out.with_name(f"text_curve_{kind}.png"), title)
-    results["coco_training_set"] = training_set_row(args.n)
+    results["coco_training_set"] = ts = training_set_row(args.n)
     results_file.write(out, results)
+    coco = {p: results["runs"][p]["curve"] for p in PRESETS["coco"] if p in results["runs"]}
+    if coco:  # again, with the training set as a reference point
+        plot_text_curves(coco, out.with_name("text_curve_coco.png"),
+                         "MS-COCO captions: BLEU-5 against Self-BLEU-5 over softmax temperatures",
+                         {f"training set ({ts['sentences']:,} sentences)": ts["whole"]})
     out.with_suffix(".md").write_text(markdown(results) + "\n")
 
 

@@ -226,7 +226,7 @@ def _toy_eval(cfg: Any, gen: Any, n: int | None) -> dict[str, Any]:
     from ganforge.data import build_dataset
     from ganforge.metrics.modes import mode_metrics
 
-    data = build_dataset(cfg.data.name, cfg.data.options)
+    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
     if not hasattr(data, "modes"):
         raise ConfigError(f"no evaluation for data set '{cfg.data.name}' (it has no known modes)")
     x = gen.sample(n or cfg.train.eval_samples, seed=1234)

@@ -10,6 +10,33 @@ from ganforge.data.spec import DataSpec, Span
 from ganforge.data.transform import Standardize
 
 
+class EpochSampler:
+    """Indices of minibatches drawn without replacement: each epoch a new seeded permutation (a
+    batch larger than the data draws with replacement). Its position is state, so a resumed run
+    draws the same batches as an uninterrupted one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._perm: Tensor | None = None
+        self._pos = 0
+
+    def indices(self, n: int, generator: torch.Generator | None) -> Tensor:
+        if n > self.size:
+            return torch.randint(self.size, (n,), generator=generator)
+        if self._perm is None or self._pos + n > len(self._perm):
+            self._perm = torch.randperm(self.size, generator=generator)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + n]
+        self._pos += n
+        return idx
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self._perm, "pos": self._pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._perm, self._pos = state.get("perm"), int(state.get("pos", 0))
+
+
 class TensorData:
     """Samples minibatches without replacement from a tensor held in memory.
 
@@ -35,8 +62,7 @@ class TensorData:
         self.x = self.transform.transform(x) if self.transform is not None else (x.long() if integer else x)
         self.labels = labels.long() if labels is not None else None
         self.spans, self.vocab_size = tuple(spans), vocab_size
-        self._perm: Tensor | None = None
-        self._pos = 0
+        self.sampler = EpochSampler(len(self.x))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -51,19 +77,9 @@ class TensorData:
     def __len__(self) -> int:
         return len(self.x)
 
-    def _indices(self, n: int, generator: torch.Generator | None) -> Tensor:
-        if n > len(self.x):
-            return torch.randint(len(self.x), (n,), generator=generator)
-        if self._perm is None or self._pos + n > len(self._perm):
-            self._perm = torch.randperm(len(self.x), generator=generator)
-            self._pos = 0
-        idx = self._perm[self._pos:self._pos + n]
-        self._pos += n
-        return idx
-
     def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """A minibatch of named tensors: ``x`` and, for labelled data, ``y``."""
-        idx = self._indices(n, generator)
+        idx = self.sampler.indices(n, generator)
         out = {"x": self.x[idx]}
         if self.labels is not None:
             out["y"] = self.labels[idx]
@@ -80,7 +96,7 @@ class TensorData:
         return b["x"], b["y"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"perm": self._perm, "pos": self._pos}
+        return self.sampler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._perm, self._pos = state.get("perm"), int(state.get("pos", 0))
+        self.sampler.load_state_dict(state)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ganforge.data.mnist import data_dirs, download_file
 from ganforge.data.spec import DataSpec
+from ganforge.data.tensor import EpochSampler
 from ganforge.data.transform import register_transform
 from ganforge.registry import ConfigError
 
@@ -455,8 +456,7 @@ class TextData:
             self.test_tokens, self.test_lengths = self._encode(test_full, vocab, max_len)
         vocab.max_len = max_len
         self.transform = vocab
-        self._perm: Tensor | None = None
-        self._pos = 0
+        self.sampler = EpochSampler(len(self.tokens))
 
     @staticmethod
     def _encode(full: list[list[int]], vocab: Vocabulary, max_len: int) -> tuple[Tensor, Tensor]:
@@ -488,7 +488,7 @@ class TextData:
             self.test_lines = vocab.inverse_transform(self.test_tokens)
         vocab.max_len = self.max_len
         self.transform = vocab
-        self._perm, self._pos = None, 0
+        self.sampler = EpochSampler(len(self.tokens))
         return self
 
     @staticmethod
@@ -516,27 +516,16 @@ class TextData:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def _indices(self, n: int, generator: torch.Generator | None) -> Tensor:
-        # As TensorData: without replacement within an epoch; a batch larger than the corpus draws with replacement.
-        if n > len(self.tokens):
-            return torch.randint(len(self.tokens), (n,), generator=generator)
-        if self._perm is None or self._pos + n > len(self._perm):
-            self._perm = torch.randperm(len(self.tokens), generator=generator)
-            self._pos = 0
-        idx = self._perm[self._pos:self._pos + n]
-        self._pos += n
-        return idx
-
     def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """A minibatch: ``tokens`` ``(n, max_len)`` int64 and ``lengths`` ``(n,)`` int64 (``<eos>`` included)."""
-        idx = self._indices(n, generator)
+        idx = self.sampler.indices(n, generator)
         return {"tokens": self.tokens[idx], "lengths": self.lengths[idx]}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"perm": self._perm, "pos": self._pos}
+        return self.sampler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._perm, self._pos = state.get("perm"), int(state.get("pos", 0))
+        self.sampler.load_state_dict(state)
 
     def summary(self) -> dict[str, Any]:
         """What the corpus looks like: sentences, vocabulary size, max_len, unknown-token rate, truncations."""

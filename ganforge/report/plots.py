@@ -175,9 +175,11 @@ TEXT_CURVES = (("self_bleu5", "bleu5", "Self-BLEU-5 (lower = more diverse)", "BL
                ("nll_test", "nll_oracle", "NLL-test (lower = better coverage)", "NLL-oracle (lower = better quality)"))
 
 
-def plot_text_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> None:
+def plot_text_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "",
+                     marks: dict[str, dict[str, float]] | None = None) -> None:
     """Quality against diversity over softmax temperatures, one line per model, each point
-    labelled with its temperature (Caccia et al. 2018's view of text GANs against MLE)."""
+    labelled with its temperature (Caccia et al. 2018's view of text GANs against MLE); ``marks``
+    are single reference points (the training data scored the same way), drawn as stars."""
     points = [p for pts in curves.values() for p in pts]
     views = [v for v in TEXT_CURVES if any(v[0] in p and v[1] in p for p in points)]
     if not views:
@@ -193,6 +195,9 @@ def plot_text_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, 
             for p, x, y in zip(pts, xs, ys, strict=True):
                 ax.annotate(f"{p.get('temperature', '')}", (x, y), fontsize=6, color=line.get_color(),
                             xytext=(3, 3), textcoords="offset points")
+        for label, p in (marks or {}).items():
+            if xk in p and yk in p:
+                ax.plot([p[xk]], [p[yk]], marker="*", ms=12, ls="none", color="black", label=label)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.grid(alpha=0.3)

@@ -16,7 +16,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from ganforge.data import build_dataset, images, mnist
+from ganforge.data import build_dataset, images, mnist, text
 from ganforge.data.mnist import load_idx_dataset
 from ganforge.registry import ConfigError
 
@@ -177,3 +177,37 @@ def test_cifar10_download(tmp_path, monkeypatch):
         server.close()
     assert x.shape == (10, 32, 32, 3) and y.tolist() == [3, 4] * 5
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["cifar-10-batches-py"]  # archive removed
+
+
+def test_coco_download_then_cache(tmp_path, monkeypatch):
+    """The COCO captions' download path: fetched once into the first data folder, then found there."""
+    no_data_dirs = tmp_path / "gf" / "coco-captions"
+    monkeypatch.setenv("GANFORGE_DATA", str(tmp_path / "gf"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(text, "_shared_text_dir", lambda: tmp_path / "no-shared")  # not the project's copy
+    www = tmp_path / "www"
+    www.mkdir()
+    blobs = {text.COCO_FILES["train"]: b"a man rides a horse .\na dog on a bed .\na cat .\n",
+             text.COCO_FILES["test"]: b"a horse on a bed .\na giraffe .\n"}
+    for name, blob in blobs.items():
+        (www / name).write_bytes(blob)
+    server = Server(www)
+    try:
+        for name, blob in blobs.items():
+            monkeypatch.setitem(text.COCO_URLS, name, server.url + name)
+            monkeypatch.setitem(text.COCO_MD5, name, hashlib.md5(blob).hexdigest())
+        data = text.coco_captions_data(download=True)
+        assert len(data) == 3 and len(data.test_lines) == 2 and len(server.requests) == 2
+        assert sorted(p.name for p in no_data_dirs.iterdir()) == sorted(blobs)  # the first data_dirs folder
+        text.coco_captions_data(download=True)
+        assert len(server.requests) == 2  # found locally the second time
+
+        for p in no_data_dirs.iterdir():
+            p.unlink()
+        monkeypatch.setitem(text.COCO_MD5, text.COCO_FILES["train"], "0" * 32)
+        with pytest.raises(ConfigError, match="checksum mismatch.*expected md5 0{32}, got [0-9a-f]{32}") as e:
+            text.coco_captions_data(download=True)
+        assert "\n" not in str(e.value)
+        assert list(no_data_dirs.iterdir()) == []  # nothing half-trusted left behind
+    finally:
+        server.close()

@@ -15,6 +15,7 @@ from test_cli import assert_user_error
 
 from ganforge.config import load_config
 from ganforge.generator import load
+from ganforge.registry import ConfigError
 from ganforge.training.run import train
 
 SUBJECTS = ["a man", "a woman", "a dog", "two cats", "a small boy", "an old bus"]
@@ -177,6 +178,24 @@ def test_missing_corpus_and_misuse_are_one_line_errors(tmp_path):
                       "token")
     assert_user_error(ganforge("train", "coco-seqgan", "--steps", "100", "--out", str(tmp_path / "r3")),
                       "adversarial step")
+
+
+def test_config_mistakes_are_one_line_errors(files, tmp_path):
+    with pytest.raises(ConfigError, match="z_dim"):
+        train(text_cfg("coco-mle", files, 2, "model.z_dim=4"))
+    with pytest.raises(ConfigError, match="lr_decay"):
+        train(text_cfg("coco-gumbel", files, 10, *ADV, "train.lr_decay=linear"))
+
+
+def test_curve_needs_a_test_set_and_numbers(files, tmp_path):
+    train_file, _ = files
+    cfg = load_config("coco-mle", [*TINY, "train.steps=2", f"data.path={train_file}"])
+    train(cfg, tmp_path / "r")
+    assert_user_error(ganforge("eval", str(tmp_path / "r"), "--curve"), "test set")
+    assert_user_error(ganforge("eval", str(tmp_path / "r"), "--curve", "0.7,abc"), "positive numbers")
+    p = ganforge("eval", str(tmp_path / "r"), "--n", "20")  # no test set: Self-BLEU only
+    assert p.returncode == 0, p.stderr
+    assert "self_bleu2" in json.loads(p.stdout) and "bleu2" not in json.loads(p.stdout)
 
 
 def test_a_messy_corpus_trains(tmp_path):

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import json
 import sys
-import threading
 import time
 import warnings
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -297,30 +294,6 @@ def coco_files(folder: Path) -> dict[str, bytes]:
     return blobs
 
 
-class Server:
-    """A static file server on 127.0.0.1 that counts the requests it answers."""
-
-    def __init__(self, folder: Path) -> None:
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def no_data_dirs(tmp_path, monkeypatch):
     """Empty data folders, and no shared copy, so nothing outside tmp_path is found."""
@@ -343,31 +316,6 @@ def test_coco_missing_names_folders_and_remedy(tmp_path, no_data_dirs):
     message = one_line_error(e)
     assert str(no_data_dirs) in message and str(tmp_path / "cache") in message
     assert "download: true" in message and "GANFORGE_DATA" in message
-
-
-def test_coco_download_then_cache(tmp_path, monkeypatch, no_data_dirs):
-    www = tmp_path / "www"
-    blobs = coco_files(www)
-    server = Server(www)
-    try:
-        for name, blob in blobs.items():
-            monkeypatch.setitem(text.COCO_URLS, name, server.url + name)
-            monkeypatch.setitem(text.COCO_MD5, name, hashlib.md5(blob).hexdigest())
-        data = coco_captions_data(download=True)
-        assert len(data) == 3 and len(data.test_lines) == 2 and len(server.requests) == 2
-        assert sorted(p.name for p in no_data_dirs.iterdir()) == sorted(blobs)  # the first data_dirs folder
-        coco_captions_data(download=True)
-        assert len(server.requests) == 2  # found locally the second time
-
-        for p in no_data_dirs.iterdir():
-            p.unlink()
-        monkeypatch.setitem(text.COCO_MD5, text.COCO_FILES["train"], "0" * 32)
-        with pytest.raises(ConfigError, match="checksum mismatch.*expected md5 0{32}, got [0-9a-f]{32}") as e:
-            coco_captions_data(download=True)
-        one_line_error(e)
-        assert list(no_data_dirs.iterdir()) == []  # nothing half-trusted left behind
-    finally:
-        server.close()
 
 
 @pytest.mark.skipif(not all((SHARED / n).is_file() for n in text.COCO_FILES.values()),
