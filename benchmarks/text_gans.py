@@ -101,6 +101,10 @@ def score_run(run: Path, n: int, temps: list[float]) -> dict[str, Any]:
         out["at_step"] = earlier
     if getattr(data, "oracle", None) is None:
         out["final_fast"] = numbers(evaluate_text(gen, data, n=n, fast=True))
+    # The metrics logged during training (2,000 sentences each, eval_every steps): the trajectory.
+    out["training_evals"] = [{"step": r["step"], **{k[5:]: round(v, 4) for k, v in r.items() if k.startswith("eval/")}}
+                             for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+                             if any(k.startswith("eval/") for k in r)]
     start = pretrained_point(run, cfg)
     if start is not None:
         out["mle_start"] = start

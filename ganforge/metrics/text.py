@@ -33,21 +33,38 @@ CURVE_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5)
 
 
 @torch.no_grad()
-def nll(model: nn.Module, tokens: Tensor, temperature: float = 1.0, batch: int = 1000) -> float:
-    """``model``'s mean negative log-likelihood per counted token of ``tokens`` (n, T), in nats."""
+def sequence_nll(model: nn.Module, tokens: Tensor, temperature: float = 1.0,
+                 batch: int = 1000) -> tuple[Tensor, Tensor]:
+    """Per sequence: the summed negative log-likelihood (nats) and the number of counted tokens."""
     was = model.training
     model.eval()
-    total, count = 0.0, 0.0
+    sums, counts = [], []
     try:
         device = next(model.parameters()).device
         for i in range(0, len(tokens), batch):
             t = tokens[i:i + batch].to(device)
             m = model.mask(t).float()
-            total += float(-(model.log_probs(t, temperature=temperature) * m).sum())
-            count += float(m.sum())
+            sums.append(-(model.log_probs(t, temperature=temperature) * m).sum(1).double().cpu())
+            counts.append(m.sum(1).double().cpu())
     finally:
         model.train(was)
-    return total / max(count, 1.0)
+    return torch.cat(sums), torch.cat(counts)
+
+
+def nll(model: nn.Module, tokens: Tensor, temperature: float = 1.0, batch: int = 1000) -> float:
+    """``model``'s mean negative log-likelihood per counted token of ``tokens`` (n, T), in nats."""
+    sums, counts = sequence_nll(model, tokens, temperature, batch)
+    return float(sums.sum() / counts.sum().clamp_min(1.0))
+
+
+def nll_with_error(model: nn.Module, tokens: Tensor) -> tuple[float, float]:
+    """NLL per token and its standard error over sequences (a ratio estimator's: sentences are the
+    independent draws, not tokens), so a difference between two models can be judged."""
+    sums, counts = sequence_nll(model, tokens)
+    mean = sums.sum() / counts.sum()
+    resid = sums - mean * counts  # the linearised ratio estimator
+    se = resid.std() * len(sums) ** 0.5 / counts.sum() if len(sums) > 1 else torch.tensor(float("nan"))
+    return float(mean), float(se)
 
 
 def _references(data: Any) -> list[list[str]] | None:
@@ -97,7 +114,7 @@ def evaluate_text(artifact: Any, data: Any, n: int = 10_000, seed: int = 1234, t
     oracle = getattr(data, "oracle", None)
     test = getattr(data, "test_tokens", None)
     if oracle is not None:
-        out["nll_oracle"] = nll(oracle, tokens)
+        out["nll_oracle"], out["nll_oracle_se"] = nll_with_error(oracle, tokens)
         proto["oracle"] = dict(getattr(data, "oracle_config", {}))
     if test is not None:
         out["nll_test"] = nll(artifact.module, test, temperature)
