@@ -101,7 +101,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise ConfigError("--n must be positive")
     gen = load(args.run)
-    if gen.spec.dtype == "int64" and gen.spec.vocab_size:  # text: sentences, one a line
+    if gen.spec.is_text:  # text: sentences, one a line
         return _sample_text(gen, args)
     if args.temperature is not None:
         raise ConfigError("--temperature applies to text generators")
@@ -134,15 +134,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _sample_text(gen: Any, args: argparse.Namespace) -> int:
-    from ganforge.io import atomic_write_text
+    from ganforge.training.text_eval import write_samples
 
     out = Path(args.out)
     if out.suffix != ".txt":
         raise ConfigError(f"--out: a text generator writes sentences to a .txt file, got '{out}'")
     if args.label is not None:
         raise ConfigError("--label: this text generator is not conditional")
-    lines = gen.sample(args.n, seed=args.seed, temperature=args.temperature)
-    atomic_write_text(out, "".join(f"{line}\n" for line in lines))
+    write_samples(gen, out, args.n, args.seed, args.temperature)
     print(json.dumps({"n": args.n, "out": str(out), "temperature": args.temperature or 1.0}))
     return 0
 
@@ -193,7 +192,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         cfg = load_run_config(src)
         gen = load(src)
-        text = gen.spec.dtype == "int64" and bool(gen.spec.vocab_size)
+        text = gen.spec.is_text
         if (args.curve is not None or args.temperature is not None or args.fast) and not text:
             raise ConfigError("--curve, --temperature and --fast apply to text runs")
         if text:

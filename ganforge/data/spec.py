@@ -59,6 +59,11 @@ class DataSpec:
     def is_image(self) -> bool:
         return len(self.shape) == 3 and self.dtype.startswith("float")
 
+    @property
+    def is_text(self) -> bool:
+        """Token sequences: int64 ids of one dimension with a vocabulary."""
+        return self.dtype == "int64" and len(self.shape) == 1 and self.vocab_size > 0
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)

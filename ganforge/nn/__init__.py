@@ -65,7 +65,7 @@ register_generator("tvae", lambda cfg, spec, z, c=0: TabularVAE(spec.spans, z, l
 
 
 def _tokens(spec: DataSpec, net: str) -> DataSpec:
-    if spec.dtype != "int64" or len(spec.shape) != 1 or not spec.vocab_size:
+    if not spec.is_text:
         raise ConfigError(f"the '{net}' network reads token sequences; this data is {spec.dtype} of shape "
                           f"{tuple(spec.shape)} (use a text data set: text, coco-captions, oracle)")
     return spec

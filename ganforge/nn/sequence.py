@@ -81,20 +81,25 @@ class SequenceGenerator(nn.Module):
         bos = torch.full((tokens.shape[0], 1), self.bos, dtype=torch.long, device=tokens.device)
         return torch.cat([bos, tokens[:, :-1]], 1)
 
+    def _start(self, tokens: Tensor, v: Tensor | None) -> State:
+        """The initial state for these sequences (``v``: the prior's empty input vectors, or none)."""
+        return self.initial_state(tokens.new_zeros((tokens.shape[0], 0), dtype=torch.float32) if v is None else v)
+
+    def _hidden(self, tokens: Tensor, v: Tensor | None) -> Tensor:
+        """(n, T, hidden): the teacher-forced states, position t having read BOS and tokens before t."""
+        h, _ = self.rnn(self.embed(self._inputs(tokens)), self._start(tokens, v))
+        return h
+
     def logits(self, tokens: Tensor, v: Tensor | None = None) -> Tensor:
         """(n, T, V) next-token logits for given sequences (position t sees tokens before t)."""
-        v = tokens.new_zeros((tokens.shape[0], 0), dtype=torch.float32) if v is None else v
-        h, _ = self.rnn(self.embed(self._inputs(tokens)), self.initial_state(v))
-        return self.out(h)
+        return self.out(self._hidden(tokens, v))
 
     def log_probs(self, tokens: Tensor, v: Tensor | None = None, temperature: float = 1.0) -> Tensor:
         """(n, T) log-probability of each token given its prefix, under softmax(logits / temperature);
         0 at positions past the end token (only counted positions reach the output layer: most of a
         padded caption is padding, and the softmax over the vocabulary is the step's main cost)."""
-        v = tokens.new_zeros((tokens.shape[0], 0), dtype=torch.float32) if v is None else v
-        h, _ = self.rnn(self.embed(self._inputs(tokens)), self.initial_state(v))
         mask = self.mask(tokens)
-        logits = self.out(h[mask]).float()
+        logits = self.out(self._hidden(tokens, v)[mask]).float()
         if temperature != 1.0:
             logits = logits / temperature
         out = torch.zeros(tokens.shape, dtype=logits.dtype, device=tokens.device)
@@ -192,8 +197,7 @@ class SequenceGenerator(nn.Module):
     def states(self, tokens: Tensor, v: Tensor | None = None) -> list[State]:
         """The recurrent state before each position: ``states[t]`` (t = 0..T-1) has read BOS and
         tokens[:, :t-1]; stepped with the input ``tokens[:, t-1]`` it writes token t."""
-        v = tokens.new_zeros((tokens.shape[0], 0), dtype=torch.float32) if v is None else v
-        state = self.initial_state(v)
+        state = self._start(tokens, v)
         out = [state]
         inputs = self._inputs(tokens)
         for t in range(tokens.shape[1] - 1):

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ganforge.generator import sampling_mode
 from ganforge.nn.sequence import SequenceGenerator, repeat_state, select_state
 from ganforge.objectives.base import Game, Phase, readout
 from ganforge.objectives.losses import AdversarialLoss
@@ -43,20 +44,6 @@ def tau_at(progress: float, start: float, end: float, schedule: str) -> float:
     if schedule == "linear":
         return start + (end - start) * p
     return start * (end / start) ** p  # RelGAN's exponential schedule of the inverse temperature
-
-
-class _Eval:
-    """Eval mode inside the block (no dropout when D scores rollouts), restored on exit."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module, self.was = module, module.training
-
-    def __enter__(self) -> nn.Module:
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc: Any) -> None:
-        self.module.train(self.was)
 
 
 class Rollout:
@@ -220,7 +207,7 @@ class TextObjective:
         with torch.no_grad():
             tokens = G.generate(v=v)["x"]
         # D scores rollouts as it would judge a sentence: without dropout, as a probability.
-        with _Eval(game.D):
+        with sampling_mode(game.D):
             rewards = self.rollout.rewards(tokens, v, lambda x: torch.sigmoid(game.judge(x)[0]))
         mask = G.mask(tokens).float()
         logs = {"reward": (rewards * mask).sum() / mask.sum(), "d_fake": rewards[:, -1].mean()}
@@ -266,7 +253,7 @@ def build_text_objective(setup: Any, method: str) -> TextObjective:
         raise ConfigError("model.text.tau_start and tau_end must be positive")
     if method == "mle":
         return TextObjective("mle", g_steps=cfg.train.g_steps)
-    if method != "mle" and tc.pretrain_steps + tc.d_pretrain_steps >= cfg.train.steps:
+    if tc.pretrain_steps + tc.d_pretrain_steps >= cfg.train.steps:
         raise ConfigError(f"model.text: pretraining ({tc.pretrain_steps} + {tc.d_pretrain_steps} steps) leaves no "
                           f"adversarial step within train.steps={cfg.train.steps}")
     rollout = Rollout(setup.generator, tc.rollouts, tc.rollout_update) if method == "seqgan" else None

@@ -39,7 +39,7 @@ from ganforge.training.callbacks import (
 )
 from ganforge.training.checkpoint import load_state
 from ganforge.training.image_eval import ImageMetrics
-from ganforge.training.text_eval import TextMetrics, is_text, write_samples
+from ganforge.training.text_eval import TextMetrics, write_samples
 from ganforge.training.trainer import GANParts, Trainer
 
 CHECKPOINT = "checkpoints/last.safetensors"
@@ -68,7 +68,7 @@ def toy_metrics(artifact: GeneratorArtifact, data: Any, n: int) -> dict[str, flo
 def plot_samples(artifact: GeneratorArtifact, data: Any, path: Path, title: str) -> None:
     """A picture of the samples: an image grid from fixed noise, or a 1-D / 2-D plot; for text, a
     ``.txt`` file of sentences beside ``path``."""
-    if is_text(artifact.spec):
+    if artifact.spec.is_text:
         write_samples(artifact, path.with_suffix(".txt"))
         return
     if artifact.spec.is_image:  # images: a grid from fixed noise, comparable across steps
@@ -184,7 +184,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                                   files / BEST if files else None)
         cbs.append(Every(tc.eval_every, image_eval))
     text_eval = None
-    if is_text(parts.spec) and TextMetrics.applies(parts.data) and writer:
+    if parts.spec.is_text and TextMetrics.applies(parts.data) and writer:
         text_eval = TextMetrics(artifact, parts.data, cfg.model.text.eval_samples, logger.record)
         cbs.append(Every(tc.eval_every, text_eval))
     if files is not None:
@@ -229,7 +229,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     if files is not None:
         if trainer.stop_reason is None:
             artifact.export(files / "generator.safetensors")
-            if is_text(parts.spec):
+            if parts.spec.is_text:
                 write_samples(artifact, files / "samples.txt", n=200, seed=0)
             else:
                 plot_samples(artifact, parts.data, files / "samples.png", f"{cfg.preset or 'run'}: final samples")

@@ -9,14 +9,9 @@ from ganforge.io import atomic_write_text
 from ganforge.metrics.text import evaluate_text
 
 
-def is_text(spec: Any) -> bool:
-    """Whether a data spec describes token sequences."""
-    return spec.dtype == "int64" and len(spec.shape) == 1 and spec.vocab_size > 0
-
-
-def write_samples(artifact: Any, path: Path, n: int = 32, seed: int = 99) -> None:
+def write_samples(artifact: Any, path: Path, n: int = 32, seed: int = 99, temperature: float | None = None) -> None:
     """``n`` sentences from fixed seeds, one a line (comparable across steps), written atomically."""
-    lines = artifact.sample(n, seed=seed)
+    lines = artifact.sample(n, seed=seed, temperature=temperature)
     atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
 
