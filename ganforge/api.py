@@ -95,12 +95,14 @@ class GAN:
             raise RuntimeError("call fit() first")
         return self.result.artifact
 
-    def sample(self, n: int, seed: int = 0, label: int | None = None, temperature: float | None = None) -> Any:
+    def sample(self, n: int, seed: int = 0, label: int | None = None, temperature: float | None = None,
+               captions: list[str] | None = None, same_noise: bool = False) -> Any:
         """``n`` samples from the trained generator, in the data's units (sentences for text);
         ``label`` asks a conditional one for one class, ``temperature`` scales a text generator's
-        sampling (below 1: safer and less varied)."""
+        sampling (below 1: safer and less varied). A text-to-image generator takes ``captions``:
+        ``n`` images per caption, caption by caption; ``same_noise`` keeps the noise across captions."""
         return self.artifact.sample(n, seed=seed, label=label, device=self.config.train.device,
-                                    temperature=temperature)
+                                    temperature=temperature, captions=captions, same_noise=same_noise)
 
     def save(self, path: str | Path) -> None:
         """Save the generator (weights and fitted transform as safetensors, the rest as JSON) for :func:`load`."""

@@ -105,6 +105,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         return _sample_text(gen, args)
     if args.temperature is not None:
         raise ConfigError("--temperature applies to text generators")
+    if args.caption:
+        return _sample_captions(gen, args)
     x = gen.sample(args.n, seed=args.seed, label=args.label)
     if not isinstance(x, torch.Tensor):
         raise ConfigError("this generator returns data that is not a tensor; use the Python API to save it")
@@ -130,6 +132,35 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(f"--out must end in .npz, .csv or .png (or be a folder, for images), got '{out}'")
     print(json.dumps({"n": args.n, "out": str(out)}))
+    return 0
+
+
+def _sample_captions(gen: Any, args: argparse.Namespace) -> int:
+    """Text to image: ``--n`` images per caption; with several captions, column i has the same noise in every row."""
+    import numpy as np
+
+    from ganforge.io import atomic_write
+    from ganforge.report.pictures import caption_grid
+    from ganforge.report.plots import save_image_grid, save_images
+
+    if args.label is not None:
+        raise ConfigError("--label and --caption: a text-to-image generator takes captions, not labels")
+    caps = list(args.caption)
+    x = gen.sample(args.n, seed=args.seed, captions=caps, same_noise=len(caps) > 1)
+    out = Path(args.out)
+    if out.suffix == ".png":
+        if len(caps) == 1:
+            save_image_grid(x, out, nrow=max(1, int(round(args.n ** 0.5))))
+        else:
+            caption_grid(x, caps, out)
+    elif out.suffix == ".npz":
+        atomic_write(out, lambda tmp: np.savez(open(tmp, "wb"), samples=x.numpy(),
+                                               captions=np.array(caps).repeat(args.n)))
+    elif out.suffix == "":
+        save_images(x, out)
+    else:
+        raise ConfigError(f"--out must end in .png (a grid) or .npz, or be a folder, got '{out}'")
+    print(json.dumps({"n": len(x), "captions": caps, "out": str(out)}))
     return 0
 
 
@@ -197,6 +228,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError("--curve, --temperature and --fast apply to text runs")
         if text:
             result = _text_eval(cfg, gen, args)
+        elif hasattr(gen.transform, "encode"):  # text to image
+            result = _caption_eval(cfg, gen, src, args)
         elif len(gen.meta["shape"]) != 3:  # toy data: the exact mode metrics
             result = _toy_eval(cfg, gen, args.n)
         else:
@@ -219,6 +252,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             plot_text_curves({str(src.name): result["curve"]}, out.with_suffix(".png"))
     print(json.dumps(result))
     return 0
+
+
+def _caption_eval(cfg: Any, gen: Any, run: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Text-to-image metrics of a run, on its data's evaluation splits (the classifier kept in the run)."""
+    from ganforge.data.captioned import caption_splits
+    from ganforge.metrics.captioned import attribute_net_for, evaluate_captioned
+
+    if args.metrics or args.reference or args.extractor:
+        raise ConfigError("--metrics, --reference and --extractor do not apply to text-to-image runs "
+                          "(their metrics are fixed: consistency, R-precision, classifier FID, diversity)")
+    train, sets = caption_splits(cfg.data.name, dict(cfg.data.options), cfg.data.path)
+    net = attribute_net_for(train, run / "attribute_net.safetensors", steps=cfg.eval.classifier_steps,
+                            progress=not args.no_progress) if train.attributes is not None else None
+    return evaluate_captioned(gen, train, sets, net, n=args.n or cfg.eval.captions)
 
 
 def _toy_eval(cfg: Any, gen: Any, n: int | None) -> dict[str, Any]:
@@ -277,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file.npz, file.csv, file.png (a grid), or a folder (a PNG per image)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--label", type=int, default=None, help="class to generate (conditional models)")
+    s.add_argument("--caption", action="append", default=None, metavar="TEXT",
+                   help="text to image: what to draw (repeat for a grid: a row per caption, the same noise "
+                   "down each column); --n images per caption")
     s.add_argument("--temperature", type=float, default=None,
                    help="text: softmax temperature of the sampling (below 1: safer, less varied sentences)")
     s.set_defaults(fn=_cmd_sample)

@@ -92,6 +92,20 @@ class TechniquesConfig:
 
 
 @dataclass
+class T2IConfig:
+    """Text-to-image terms (Reed et al. 2016) for data with captions (``shapes-t2i``, ``mnist-t2i``)."""
+
+    # GAN-CLS: D also sees real images with mismatched captions and must call them fake (the fake
+    # side of its loss averages these and G's samples)
+    cls: bool = False
+    interpolate: float = 0.0  # GAN-INT: weight of G's term on interpolated caption embeddings (0 = off)
+    beta: float = 0.5  # GAN-INT: the interpolation beta * c1 + (1 - beta) * c2
+    # Mode seeking (Mao et al. 2019, MSGAN): weight of G's term 1 / (|G(z1, c) - G(z2, c)| / |z1 - z2|)
+    # on two noises for the same caption, against the collapse to one image per caption (0 = off)
+    mode_seeking: float = 0.0
+
+
+@dataclass
 class TextConfig:
     """Text GANs: MLE pretraining, SeqGAN's policy gradient, the Gumbel-softmax relaxation."""
 
@@ -137,6 +151,7 @@ class ModelConfig:
     discriminator: NetConfig = field(default_factory=lambda: NetConfig(activation="leaky_relu"))
     loss: LossConfig = field(default_factory=LossConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    t2i: T2IConfig = field(default_factory=T2IConfig)
 
 
 @dataclass
@@ -184,6 +199,8 @@ class EvalConfig:
     extractor: str = "digits"  # a registered feature extractor
     n: int = 5000  # generated samples per evaluation (the reference uses all of its images)
     best: str = ""  # keep checkpoints/best.safetensors by this metric (lower is better for fid/kid)
+    captions: int = 2000  # text to image: captions (one generated image each) per evaluation split
+    classifier_steps: int = 1500  # text to image: training steps of the attribute classifier the metrics read
 
 
 @dataclass

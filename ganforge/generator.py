@@ -218,8 +218,11 @@ class GeneratorArtifact:
 
     def sample(self, n: int, seed: int = 0, label: int | None = None, raw: bool = False,
                condition: Tensor | None = None, device: Any = None, conditions: dict[str, Any] | None = None,
-               temperature: float | None = None) -> Any:
-        """``n`` samples; ``label`` asks a conditional generator for one class. A generator
+               temperature: float | None = None, captions: list[str] | None = None, same_noise: bool = False) -> Any:
+        """``n`` samples; ``label`` asks a conditional generator for one class. A text-to-image
+        generator takes ``captions`` (a list of K): ``n`` images per caption, caption by caption
+        (K * n in all); ``same_noise`` gives caption k's i-th image the same noise for every k, so
+        only the caption changes along a column (style kept, content changed). A generator
         conditioned on its data (a table's condition vectors) draws its conditions from the fitted
         transform, or takes ``condition`` vectors, or ``conditions`` as ``{column: value}``.
         ``temperature`` divides the logits of a text generator's sampling (1 = as trained); a text
@@ -227,6 +230,8 @@ class GeneratorArtifact:
         if temperature is not None:
             with sampling_temperature(self.module, temperature):
                 return self.sample(n, seed, label, raw, condition, device, conditions)
+        if captions is not None:
+            return self._caption_sample(n, captions, seed, same_noise, device)
         if conditions:
             if not hasattr(self.transform, "conditional_sample"):
                 raise ConfigError("conditions= apply to generators of tables (trained with discrete columns)")
@@ -237,6 +242,20 @@ class GeneratorArtifact:
         x = sample(self.module, self.prior, n, seed=seed, device=device, labels=_labels(self.prior, n, label),
                    condition=condition)
         return x if raw or self.transform is None else self.transform.inverse_transform(x)
+
+    def _caption_sample(self, n: int, captions: list[str], seed: int, same_noise: bool, device: Any) -> Tensor:
+        if not hasattr(self.transform, "encode"):
+            raise ConfigError("captions apply to text-to-image generators (trained on captioned images)")
+        if isinstance(captions, str) or not captions:
+            raise ConfigError("captions: give a list of one or more captions")
+        cond = self.transform.encode(list(captions)).repeat_interleave(n, 0)  # (K * n, dim), caption-major
+        if not same_noise:
+            return sample(self.module, self.prior, len(cond), seed=seed, device=device, condition=cond)
+        gen = torch.Generator().manual_seed(seed)
+        z = self.prior.draw(n, gen, condition=cond[:n])["v"][:, :self.prior.z_dim]
+        v = torch.cat([z.repeat(len(captions), 1), cond], dim=1)
+        module = self.module if device is None else self.module.to(device)
+        return torch.cat([decode(module, v[i:i + 4096]) for i in range(0, len(v), 4096)])
 
     def export(self, path: str | Path) -> None:
         """Write the weights (safetensors) with the metadata inside, and the metadata again as JSON."""

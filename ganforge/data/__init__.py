@@ -71,6 +71,25 @@ register_dataset("oracle", _oracle, "SeqGAN's synthetic oracle: a random LSTM's 
                  "(vocabulary 5,000, length 20)")
 
 
+
+def _t2i(kind: str) -> Callable[..., Any]:
+    def build(**options: Any) -> Any:
+        from ganforge.data import captioned
+
+        return getattr(captioned, kind)(**options)
+
+    return build
+
+
+register_dataset("shapes-t2i", _t2i("shapes_t2i_data"), "procedural shapes (shape, colour, size, position) with "
+                 "captions that can be checked; held-out phrasings and (shape, colour) pairs (options: n_train, "
+                 "n_test, captions_per_image, image_size, seed, encoder)")
+register_dataset("mnist-t2i", _t2i("mnist_t2i_data"), "MNIST digits captioned with the digit and its measured "
+                 "thickness, slant and size (options: captions_per_image, seed, encoder)")
+register_dataset("captioned-images", _t2i("captioned_folder_data"), "your own image/caption pairs: data.path = a "
+                 ".jsonl or .csv of image and caption (options: size, channels, test_path, encoder)")
+
+
 def build_dataset(name: str, options: dict[str, Any], path: str = "") -> Any:
     """Build a registered data set; a wrong option is a one-line :class:`ConfigError`. ``path``
     (``data.path``) is the ``path`` option, for data sets that read a file of the user's."""

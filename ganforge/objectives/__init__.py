@@ -13,9 +13,11 @@ from ganforge.config import Config
 from ganforge.nn.techniques import HistoricalAverage, parse_policy
 from ganforge.objectives.adversarial import AdversarialObjective, BEGANBalance, d_targets, instance_noise_std
 from ganforge.objectives.auxiliary import (
+    CaptionInterpolation,
     ConditionalCrossEntropy,
     DataCondition,
     LabelCondition,
+    ModeSeeking,
     build_term,
     check_mode,
 )
@@ -93,6 +95,15 @@ def build_adversarial(setup: Setup, balance: BEGANBalance | None = None,
         penalties.append(R1Penalty(m.loss.r1, m.loss.reg_interval))
     assert setup.discriminator is not None
     ha = t.historical_average
+    tt = m.t2i
+    if (tt.cls or tt.interpolate or tt.mode_seeking) and not setup.spec.extra.get("captions"):
+        raise ConfigError(f"model.t2i (GAN-CLS / GAN-INT) needs captioned images (shapes-t2i, mnist-t2i, "
+                          f"captioned-images); '{cfg.data.name}' has no captions")
+    if tt.interpolate < 0 or tt.mode_seeking < 0 or not 0 <= tt.beta <= 1:
+        raise ConfigError(f"model.t2i: interpolate and mode_seeking must be >= 0 and beta in [0, 1] "
+                          f"(got {tt.interpolate}, {tt.mode_seeking}, {tt.beta})")
+    if tt.cls and balance is not None:
+        raise ConfigError("model.t2i.cls: GAN-CLS's mismatched pairs do not apply to BEGAN's balance")
     return AdversarialObjective(
         criterion=loss, techniques=t, condition=condition,
         aux=build_term(mode, m.classes, m.continuous_codes, m.aux_weight),
@@ -101,7 +112,9 @@ def build_adversarial(setup: Setup, balance: BEGANBalance | None = None,
         d_history=HistoricalAverage(setup.discriminator, ha) if ha > 0 else None,
         g_history=HistoricalAverage(setup.generator, ha) if ha > 0 else None,
         balance=balance, d_steps=cfg.train.d_steps, g_steps=cfg.train.g_steps,
-        fresh_g_noise=cfg.train.fresh_g_noise, noise_anneal_steps=cfg.train.steps)
+        fresh_g_noise=cfg.train.fresh_g_noise, noise_anneal_steps=cfg.train.steps, mismatch=tt.cls,
+        interpolation=CaptionInterpolation(tt.beta, tt.interpolate) if tt.interpolate > 0 else None,
+        mode_seeking=ModeSeeking(tt.mode_seeking, m.z_dim) if tt.mode_seeking > 0 else None)
 
 
 def _no_adversary(setup: Setup, name: str) -> None:

@@ -85,6 +85,9 @@ class AdversarialObjective:
     g_steps: int = 1
     fresh_g_noise: bool = True  # False: G's first update reuses the fakes of D's last update
     noise_anneal_steps: int = 0
+    mismatch: bool = False  # GAN-CLS: real images with mismatched captions (batch "c_wrong") count as fake
+    interpolation: Any = None  # GAN-INT: a CaptionInterpolation, G's term on mixed captions
+    mode_seeking: Any = None  # MSGAN's term against one image per caption (a ModeSeeking)
 
     def __post_init__(self) -> None:
         self.probabilistic = self.criterion.kind == "logit"
@@ -133,13 +136,23 @@ class AdversarialObjective:
         aux = self.aux is not None
         d_real, ex_real = game.judge(x_real, c_real, aux=aux and self.aux.needs_real)
         d_fake, ex_fake = game.judge(x_fake, c_fake, aux=aux)
+        d_negative, logs = d_fake, {}
+        if self.mismatch:
+            # GAN-CLS (Reed et al. 2016): a real image with another image's caption is a negative too;
+            # the fake side of the loss averages both kinds, Reed's (log(1-s_w) + log(1-s_f)) / 2.
+            d_wrong, _ = game.judge(x_real, real["c_wrong"])
+            d_negative = torch.cat([d_fake, d_wrong])
+            logs["d_wrong"] = readout(d_wrong, self.probabilistic)
         t = self.techniques
         if self.criterion.soft_targets and (t.label_smoothing or t.label_flip):
             rt, ft = d_targets(len(x_real), t.label_smoothing, t.label_flip, game.rng, device=d_real.device)
-            loss = self.criterion.d_loss(d_real, d_fake, real_target=rt, fake_target=ft)
+            if self.mismatch and isinstance(ft, Tensor):
+                ft = torch.cat([ft, d_targets(len(x_real), t.label_smoothing, t.label_flip, game.rng,
+                                              device=d_real.device)[1]])
+            loss = self.criterion.d_loss(d_real, d_negative, real_target=rt, fake_target=ft)
         else:
-            loss = self.criterion.d_loss(d_real, d_fake, **(self.balance.d_kwargs() if self.balance else {}))
-        logs = {"d_loss": loss.detach()}
+            loss = self.criterion.d_loss(d_real, d_negative, **(self.balance.d_kwargs() if self.balance else {}))
+        logs["d_loss"] = loss.detach()
         if aux:
             a = self.aux.d_loss(real, ex_real.get("aux"), fake, ex_fake["aux"])
             logs["aux_d"] = a.detach()
@@ -196,6 +209,17 @@ class AdversarialObjective:
         if aux:
             loss = loss + self.aux.g_loss(fake, ex["aux"])
         logs = {"g_loss": loss.detach()}
+        if self.interpolation is not None:
+            # GAN-INT: G must also fool D on captions between training captions (no real image has them).
+            c_mix = self.interpolation.conditions(game)
+            d_mix, _ = game.judge(self._inputs(game, game.fake(condition=c_mix)["x"]), c_mix)
+            term = self.interpolation.weight * self.criterion.g_loss(d_mix)
+            logs["g_int"] = term.detach()
+            loss = loss + term
+        if self.mode_seeking is not None:
+            extra, extra_logs = self.mode_seeking(game, fake)
+            loss = loss + extra
+            logs.update(extra_logs)
         for term in self.g_terms:
             extra, extra_logs = term(fake)
             loss = loss + extra

@@ -8,12 +8,17 @@
 - ``infogan``: G gets categorical and continuous codes; a Q head sharing D's trunk recovers them,
   and both players add ``weight`` times the resulting mutual-information bound (Chen et al. 2016):
   :class:`InfoGANTerm`.
+- captions (data conditions ``c``): G's input and D's condition are a caption embedding the data
+  supplies (:class:`DataCondition`); GAN-CLS's mismatched pairs and GAN-INT's interpolated captions
+  (:class:`CaptionInterpolation`) are options of the adversarial objective (``model.t2i``).
 
 Labels and codes are part of the prior's vector (see :class:`~ganforge.generator.Prior`), which also
 hands them to the objective as the batch entries ``y`` and ``codes``. The heads are children of D
 (:class:`~ganforge.nn.WithHead`), reached through D's forward call with ``aux=True``.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,6 +52,34 @@ class DataCondition:
 
     def __call__(self, batch: Batch) -> Tensor:
         return batch["c"]
+
+
+class CaptionInterpolation:
+    """GAN-INT (Reed et al. 2016): conditions ``beta * c1 + (1 - beta) * c2`` of two training
+    captions drawn from the data, on which G's extra term asks D to call its samples real."""
+
+    def __init__(self, beta: float = 0.5, weight: float = 1.0) -> None:
+        self.beta, self.weight = beta, weight
+
+    def conditions(self, game: Any) -> Tensor:
+        c1 = game.data.fake_conditions(game.batch_size, game.rng)["c"]
+        c2 = game.data.fake_conditions(game.batch_size, game.rng)["c"]
+        return self.beta * c1 + (1 - self.beta) * c2
+
+
+class ModeSeeking:
+    """MSGAN's mode-seeking term (Mao et al. 2019) for G: with a second noise for the same conditions,
+    ``weight / (mean|x1 - x2| / mean|z1 - z2| + eps)``, large when different noises give the same image."""
+
+    def __init__(self, weight: float, z_dim: int) -> None:
+        self.weight, self.z_dim = weight, z_dim
+
+    def __call__(self, game: Any, fake: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        other = game.fake(condition=fake["c"])
+        dx = (fake["x"] - other["x"]).abs().mean()
+        dz = (fake["v"][:, :self.z_dim] - other["v"][:, :self.z_dim]).abs().mean()
+        loss = self.weight / (dx / dz + 1e-5)
+        return loss, {"mode_seeking": loss.detach()}
 
 
 class ACGANTerm:

@@ -93,3 +93,30 @@ def training_gif(samples_dir: str | Path, path: str | Path, duration_ms: int = 4
     atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                                                   duration=duration_ms, loop=0))
     return Path(path)
+
+
+def caption_grid(images: torch.Tensor, captions: list[str], path: str | Path, scale: int = 2,
+                 label_width: int = 300) -> None:
+    """A PNG grid of a text-to-image generator's samples: one row per caption (its text on the left),
+    ``len(images) // len(captions)`` images per row, caption-major as ``sample(captions=...)`` returns them."""
+    from PIL import Image, ImageDraw
+
+    from ganforge.report.plots import image_grid
+
+    per = len(images) // max(1, len(captions))
+    if per * len(captions) != len(images) or per == 0:
+        raise ValueError(f"{len(images)} images do not split into rows of {len(captions)} captions")
+    arr = image_grid(images, nrow=per)
+    grid = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).convert("RGB")
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (label_width + grid.width, grid.height), "white")
+    canvas.paste(grid, (label_width, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_h = grid.height / len(captions)
+    for k, text in enumerate(captions):
+        # Pillow's default bitmap font has no wrapping: cut to the label column (about 6 px a character).
+        line = text if len(text) * 6 < label_width - 8 else text[:(label_width - 8) // 6 - 3] + "..."
+        # The bitmap font covers Latin-1 only: other characters (any unicode a user types) show as "?".
+        line = line.encode("latin-1", "replace").decode("latin-1")
+        draw.text((4, k * row_h + row_h / 2 - 5), line, fill="black")
+    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))

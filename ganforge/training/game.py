@@ -47,17 +47,21 @@ class Game:
         """A real minibatch of named tensors (``x``, and ``y``, ``c``... as the data supplies them)."""
         return self._to_device(self.data.batch(n or self.batch_size, self.rng))
 
-    def noise(self, n: int | None = None) -> Batch:
-        """G's inputs: ``v`` and its parts (``y`` labels, ``codes``, ``c`` data conditions)."""
-        n = n or self.batch_size
-        given = self.data.fake_conditions(n, self.rng) if hasattr(self.data, "fake_conditions") else {}
+    def noise(self, n: int | None = None, condition: Tensor | None = None) -> Batch:
+        """G's inputs: ``v`` and its parts (``y`` labels, ``codes``, ``c`` data conditions);
+        ``condition`` replaces the data's conditions (GAN-INT's interpolated captions)."""
+        n = n or (len(condition) if condition is not None else self.batch_size)
+        if condition is not None:
+            given = {"c": condition}
+        else:
+            given = self.data.fake_conditions(n, self.rng) if hasattr(self.data, "fake_conditions") else {}
         drawn = self.prior.draw(n, self.rng, labels=given.get("y"), condition=given.get("c"))
         return self._to_device({**given, **drawn})
 
-    def fake(self, n: int | None = None, grad: bool = True) -> Batch:
+    def fake(self, n: int | None = None, grad: bool = True, condition: Tensor | None = None) -> Batch:
         """G's samples ``x`` with their inputs (and any other outputs G names); ``grad=False``
-        keeps no graph (D's phase)."""
-        batch = self.noise(n)
+        keeps no graph (D's phase); ``condition`` as in :meth:`noise`."""
+        batch = self.noise(n, condition)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()), self.amp():
             out = self.G(batch["v"])
         # A generator may return named outputs ({"x": ..., "logits": ...}) for its objective's terms.

@@ -39,6 +39,7 @@ from ganforge.training.callbacks import (
 )
 from ganforge.training.checkpoint import load_state
 from ganforge.training.image_eval import ImageMetrics
+from ganforge.training.t2i_eval import CaptionMetrics, caption_pictures
 from ganforge.training.text_eval import TextMetrics, write_samples
 from ganforge.training.trainer import GANParts, Trainer
 
@@ -81,9 +82,13 @@ def plot_samples(artifact: GeneratorArtifact, data: Any, path: Path, title: str)
         plot_samples_1d(samples, getattr(data, "prob", None), path, title)
 
 
-def image_pictures(artifact: GeneratorArtifact, out: Path) -> None:
-    """The pictures of an image run: a latent interpolation, a per-class grid, the training GIF."""
-    interpolation_grid(artifact.module, artifact.prior, out / "interpolation.png")
+def image_pictures(artifact: GeneratorArtifact, out: Path, data: Any = None) -> None:
+    """The pictures of an image run: a latent interpolation, a per-class grid (captions: a grid of
+    captions by noises), the training GIF."""
+    if hasattr(artifact.transform, "encode"):
+        caption_pictures(artifact, data, out)
+    else:
+        interpolation_grid(artifact.module, artifact.prior, out / "interpolation.png")
     if artifact.prior.classes:
         class_grid(artifact.module, artifact.prior, out / "classes.png")
     training_gif(out / "samples", out / "training.gif")
@@ -187,6 +192,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     if parts.spec.is_text and TextMetrics.applies(parts.data) and writer:
         text_eval = TextMetrics(artifact, parts.data, cfg.model.text.eval_samples, logger.record)
         cbs.append(Every(tc.eval_every, text_eval))
+    caption_eval = None
+    if CaptionMetrics.applies(parts.data) and writer:
+        caption_eval = CaptionMetrics(artifact, parts.data, logger.record,
+                                      files / "attribute_net.safetensors" if files else None,
+                                      n=cfg.eval.captions, classifier_steps=cfg.eval.classifier_steps)
+        cbs.append(Every(tc.eval_every, caption_eval))
     if files is not None:
         (files / "samples").mkdir(exist_ok=True)
         cbs.append(Every(tc.sample_every, lambda t: plot_samples(
@@ -218,6 +229,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         if text_eval is not None:
             summary.update({k: v for k, v in text_eval.last.items() if k != "protocol"})
             summary["eval_protocol"] = text_eval.last.get("protocol", {})
+        if caption_eval is not None and caption_eval.last:
+            summary.update(caption_eval.last["headline"])
+            summary["captions"] = {k: v for k, v in caption_eval.last.items() if k != "headline"}
+            summary["captions"]["encoder"] = parts.data.summary()
         if image_eval is not None:
             summary.update({k: v for k, v in image_eval.last.items() if k != "protocol"})
             summary["eval_protocol"] = image_eval.last.get("protocol", {})
@@ -234,7 +249,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
             else:
                 plot_samples(artifact, parts.data, files / "samples.png", f"{cfg.preset or 'run'}: final samples")
             if parts.spec.is_image:
-                image_pictures(artifact, files)
+                image_pictures(artifact, files, parts.data)
         plot_curves(files / "log.jsonl", files / "curves.png")
         atomic_write_text(files / "summary.json", json.dumps(summary, indent=2))
     if trainer.stop_reason is not None:

@@ -49,3 +49,14 @@ def test_text_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert all(isinstance(x, str) for x in sentences)
     assert sum(x in grammar for x in sentences) >= 60  # it learned the grammar
     assert (tmp_path / "text.safetensors").is_file()
+
+
+def test_text_to_image_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", section("Text to image"), re.S)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md: Text to image", "exec"), namespace)
+    assert tuple(namespace["images"].shape) == (8, 3, 32, 32)
+    assert "torch.Size([8, 3, 32, 32])" in capsys.readouterr().out
+    assert (tmp_path / "pairs" / "captions.jsonl").is_file()

@@ -1,0 +1,206 @@
+"""Text to image: the caption encoder and transform, GAN-CLS / GAN-INT terms, and a run end to end."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganforge.cli import main
+from ganforge.config import load_config
+from ganforge.data.captioned import CaptionedImageData, normalize_caption
+from ganforge.data.captions import shapes_splits
+from ganforge.generator import load
+from ganforge.objectives.adversarial import AdversarialObjective
+from ganforge.objectives.auxiliary import CaptionInterpolation, DataCondition
+from ganforge.objectives.losses import LOSSES
+from ganforge.registry import ConfigError
+from ganforge.training.assemble import assemble
+from ganforge.training.run import train
+
+SMALL = ["--set", "data.options.n_train=240", "--set", "data.options.n_test=150",
+         "--set", "data.options.encoder.steps=40", "--set", "eval.classifier_steps=40",
+         "--set", "eval.captions=150", "--set", "train.batch_size=16", "--no-progress"]
+
+
+def small_cfg(preset: str = "shapes-t2i", steps: int = 6, **train: int):
+    cfg = load_config(preset)
+    cfg.data.options = {"n_train": 240, "n_test": 150, "encoder": {"steps": 40}, "progress": False}
+    cfg.eval.classifier_steps, cfg.eval.captions = 40, 150
+    cfg.train.steps, cfg.train.batch_size, cfg.train.progress, cfg.train.tensorboard = steps, 16, False, False
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def data() -> CaptionedImageData:
+    splits = shapes_splits(240, 150, 5, 32, 0)
+    train_set = splits.pop("train")
+    return CaptionedImageData(train_set, splits, {"steps": 60}, progress=False)
+
+
+def test_matching_pretraining_learns_and_batches_carry_captions(data):
+    # 60 steps on 240 images: far from done, but well above chance (1/128 in a batch).
+    assert data.matching["matching_batch_accuracy"] > 0.05
+    b = data.batch(32, torch.Generator().manual_seed(0))
+    assert b["x"].shape == (32, 3, 32, 32) and b["c"].shape == (32, 64) and b["c_wrong"].shape == (32, 64)
+    # Conditions are unit embeddings times sqrt(dim).
+    assert torch.allclose(b["c"].norm(dim=1), torch.full((32,), 8.0), atol=1e-4)
+    assert data.spec.condition_dim == 64 and data.spec.extra["captions"]
+
+
+def test_mismatched_captions_contradict_their_images(data):
+    gen = torch.Generator().manual_seed(1)
+    idx = torch.arange(len(data))
+    caps = data._wrong(idx, gen)
+    m, a = data.mentions[caps], data.attributes[idx]
+    contradicts = ((m >= 0) & (m != a)).any(1)
+    assert contradicts.float().mean() > 0.99
+    assert not bool((data.image_of[caps] == idx).any())
+
+
+def test_captions_bad_and_odd_input(data):
+    t = data.transform
+    assert normalize_caption("Top-Left: tiny RED disc!") == "top left  tiny red disc "
+    with pytest.raises(ConfigError, match="caption 2 is empty"):
+        t.encode(["a red circle", "   "])
+    with pytest.raises(ConfigError, match="only punctuation"):
+        t.encode(["?!"])
+    with pytest.raises(ConfigError, match="none of its words"):
+        t.encode(["zebra quokka"])
+    with pytest.warns(UserWarning, match="unknown words read as <unk>: círculo"):
+        c = t.encode(["a red círculo ✓ at the top"])
+    assert c.shape == (1, 64) and torch.isfinite(c).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = t.encode(["A RED circle, at the top!"])
+    assert torch.allclose(same, t.encode(["a red circle at the top"]))
+
+
+def test_gan_cls_d_loss_is_reeds_average_and_gan_int_mixes_captions():
+    """D's loss with GAN-CLS: -log s_r - (log(1 - s_w) + log(1 - s_f)) / 2; GAN-INT's term judges G's
+    samples at beta * c1 + (1 - beta) * c2."""
+    g = torch.Generator().manual_seed(0)
+    real = {"x": torch.randn(8, 3, 4, 4, generator=g), "c": torch.randn(8, 5, generator=g),
+            "c_wrong": torch.randn(8, 5, generator=g)}
+    fake = {"x": torch.randn(8, 3, 4, 4, generator=g), "c": torch.randn(8, 5, generator=g)}
+    conds = iter([torch.ones(8, 5), torch.zeros(8, 5)])
+
+    def judge(x, c=None, **_):
+        return x.mean((1, 2, 3)) + c.sum(1), {}
+
+    class Stub:
+        step, batch_size, rng = 0, 8, g
+        data = type("D", (), {"fake_conditions": staticmethod(lambda n, r: {"c": next(conds)})})()
+        seen: list[torch.Tensor] = []
+
+        def real(self, n=None):
+            return real
+
+        def fake(self, n=None, grad=True, condition=None):
+            if condition is not None:
+                self.seen.append(condition)
+                return {"x": torch.zeros(8, 3, 4, 4), "c": condition}
+            return fake
+
+        def judge(self, x, c=None, **kw):
+            return judge(x, c)
+
+    obj = AdversarialObjective(LOSSES.get("nonsaturating"), condition=DataCondition(), mismatch=True,
+                               interpolation=CaptionInterpolation(0.25, 2.0))
+    loss, logs = obj.d_loss(Stub())
+    s_r, s_f, s_w = judge(real["x"], real["c"])[0], judge(fake["x"], fake["c"])[0], judge(real["x"], real["c_wrong"])[0]
+    expected = F.softplus(-s_r).mean() + 0.5 * (F.softplus(s_f).mean() + F.softplus(s_w).mean())
+    assert torch.allclose(loss, expected) and "d_wrong" in logs
+    stub = Stub()
+    g_loss, g_logs = obj.g_loss(stub)
+    mixed = stub.seen[-1]
+    assert torch.allclose(mixed, torch.full((8, 5), 0.25))  # 0.25 * ones + 0.75 * zeros
+    expected_int = 2.0 * F.softplus(-(mixed.sum(1))).mean()
+    assert torch.allclose(g_logs["g_int"], expected_int)
+    assert torch.allclose(g_loss, F.softplus(-judge(fake["x"], fake["c"])[0]).mean() + expected_int)
+
+
+def test_t2i_terms_need_captioned_data():
+    cfg = load_config("mnist-dcgan-plain")
+    cfg.model.t2i.cls = True
+    with pytest.raises(ConfigError, match="needs captioned images"):
+        assemble(cfg)
+
+
+def test_run_sample_and_eval_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "shapes-t2i", "--out", str(run), "--steps", "12", *SMALL,
+                 "--set", "train.eval_every=6", "--set", "train.sample_every=6"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("consistency_test", "consistency_heldout_phrasings", "consistency_heldout_combos", "r_precision",
+                "fid_classifier"):
+        assert 0 <= summary[key] and key in summary
+    assert summary["captions"]["test"]["consistency_real"] > summary["consistency_test"] - 1  # present, a number
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert sum("eval/consistency_test" in r for r in log) == 2  # steps 6 and 12
+    assert (run / "captions.png").is_file() and (run / "attribute_net.safetensors").is_file()
+    capsys.readouterr()
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(run), "--caption", "a big blue square at the bottom", "--n", "16",
+                 "--out", str(grid)]) == 0
+    from PIL import Image
+
+    with Image.open(grid) as im:
+        assert im.size == ((32 + 2) * 4 * 2 + 4, (32 + 2) * 4 * 2 + 4)
+    assert main(["sample", str(run), "--caption", "a red circle", "--caption", "a green box", "--n", "5",
+                 "--out", str(tmp_path / "style.png")]) == 0
+    assert main(["sample", str(run), "--caption", "a red circle", "--n", "3", "--out", str(tmp_path / "imgs")]) == 0
+    assert len(list((tmp_path / "imgs").glob("*.png"))) == 3
+    capsys.readouterr()
+    assert main(["sample", str(run), "--caption", "", "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "caption 1 is empty" in err and len(err.splitlines()) == 1
+    assert main(["sample", str(run), "--caption", "a red circle", "--label", "1",
+                 "--out", str(tmp_path / "y.png")]) == 2
+    # Saved and loaded: the same images for the same captions and seed, noise shared across captions.
+    gen = load(run)
+    a = gen.sample(4, seed=3, captions=["a red circle", "a big green box"], same_noise=True)
+    assert a.shape == (8, 3, 32, 32)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--n", "150"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert set(result) >= {"test", "heldout_phrasings", "heldout_combos", "headline", "protocol"}
+    assert main(["eval", str(run), "--metrics", "fid"]) == 2
+
+
+def test_same_noise_keeps_style_across_captions(tmp_path):
+    res = train(small_cfg(steps=4), out=tmp_path / "r")
+    caps = ["a red circle at the top left", "a big blue square at the bottom right"]
+    shared = res.artifact.sample(3, seed=5, captions=caps, same_noise=True)
+    fresh = res.artifact.sample(3, seed=5, captions=caps)
+    # Row 1 is the same either way (same seed, same first noise); row 2 differs only by its noise.
+    assert torch.allclose(shared[:3], fresh[:3])
+    assert not torch.allclose(shared[3:], fresh[3:])
+    loaded = load(tmp_path / "r")
+    assert torch.allclose(loaded.sample(3, seed=5, captions=caps, same_noise=True), shared, atol=1e-6)
+    with pytest.raises(ConfigError, match="list of one or more"):
+        loaded.sample(2, captions="a red circle")
+
+
+def test_resume_is_exact(tmp_path):
+    straight = train(small_cfg(steps=8, checkpoint_every=4, eval_every=0), out=tmp_path / "a")
+    train(small_cfg(steps=4, checkpoint_every=4, eval_every=0), out=tmp_path / "b")
+    resumed = train(small_cfg(steps=8, checkpoint_every=4, eval_every=0), out=tmp_path / "b", resume=True)
+    for k, v in straight.parts.generator.state_dict().items():
+        assert torch.equal(v, resumed.parts.generator.state_dict()[k]), k
+
+
+def test_mnist_t2i_trains_and_scores_its_captions(tmp_path):
+    cfg = load_config("mnist-t2i")
+    cfg.data.options = {"encoder": {"steps": 10}, "progress": False}
+    cfg.eval.classifier_steps, cfg.eval.captions = 20, 120
+    cfg.train.steps, cfg.train.batch_size, cfg.train.progress, cfg.train.tensorboard = 3, 16, False, False
+    res = train(cfg, out=tmp_path / "m")
+    assert res.artifact.spec.shape == (1, 28, 28)
+    assert {"consistency_test", "consistency_heldout_combos", "r_precision"} <= set(res.summary)
+    x = res.artifact.sample(2, captions=["a thick seven slanted to the right", "handwritten 1, thin stroke"])
+    assert x.shape == (4, 1, 28, 28)
