@@ -154,10 +154,18 @@ def _sample_captions(gen: Any, args: argparse.Namespace) -> int:
         else:
             caption_grid(x, caps, out)
     elif out.suffix == ".npz":
-        atomic_write(out, lambda tmp: np.savez(open(tmp, "wb"), samples=x.numpy(),
-                                               captions=np.array(caps).repeat(args.n)))
-    elif out.suffix == "":
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, samples=x.numpy(), captions=np.array(caps).repeat(args.n))
+
+        atomic_write(out, write)
+    elif out.suffix == "":  # a PNG per image and captions.jsonl saying which caption each shows
+        from ganforge.io import atomic_write_text
+
         save_images(x, out)
+        rows = [json.dumps({"image": f"{i:06d}.png", "caption": caps[i // args.n]}, ensure_ascii=False)
+                for i in range(len(x))]
+        atomic_write_text(out / "captions.jsonl", "\n".join(rows) + "\n")
     else:
         raise ConfigError(f"--out must end in .png (a grid) or .npz, or be a folder, got '{out}'")
     print(json.dumps({"n": len(x), "captions": caps, "out": str(out)}))

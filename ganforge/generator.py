@@ -251,11 +251,11 @@ class GeneratorArtifact:
         cond = self.transform.encode(list(captions)).repeat_interleave(n, 0)  # (K * n, dim), caption-major
         if not same_noise:
             return sample(self.module, self.prior, len(cond), seed=seed, device=device, condition=cond)
+        # The noise of sample(n, seed) for the first caption, repeated for every other one.
         gen = torch.Generator().manual_seed(seed)
         z = self.prior.draw(n, gen, condition=cond[:n])["v"][:, :self.prior.z_dim]
         v = torch.cat([z.repeat(len(captions), 1), cond], dim=1)
-        module = self.module if device is None else self.module.to(device)
-        return torch.cat([decode(module, v[i:i + 4096]) for i in range(0, len(v), 4096)])
+        return torch.cat([decode(self.module, v[i:i + 4096]) for i in range(0, len(v), 4096)])
 
     def export(self, path: str | Path) -> None:
         """Write the weights (safetensors) with the metadata inside, and the metadata again as JSON."""
@@ -313,6 +313,8 @@ def load(path: str | Path, generator: nn.Module | None = None) -> GeneratorArtif
         t = meta["transform"]
         if t["kind"] == "tabular":
             import ganforge.tabular.transformer  # noqa: F401  (registers the table transformer; needs pandas)
+        elif t["kind"] == "captions":
+            import ganforge.data.captioned  # noqa: F401  (registers the caption transform)
         transform = load_transform(t["kind"], t["config"], {k[len(_TRANSFORM_PREFIX):]: v for k, v in tensors.items()
                                                             if k.startswith(_TRANSFORM_PREFIX)})
     return GeneratorArtifact(generator.eval(), prior, spec, meta["model"], transform, bool(meta.get("custom")))

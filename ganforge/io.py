@@ -37,5 +37,5 @@ def atomic_write(path: str | Path, write: Any) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    """Write a text file atomically, in UTF-8 (whatever the locale)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

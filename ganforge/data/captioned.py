@@ -25,7 +25,14 @@ from ganforge.data.captions import CaptionSet
 from ganforge.data.spec import DataSpec
 from ganforge.data.tensor import EpochSampler
 from ganforge.data.transform import register_transform
-from ganforge.nn.caption import ImageEncoder, MatchingConfig, SentenceEncoder, encode_batches, pretrain_matching
+from ganforge.nn.caption import (
+    CaptionsByImage,
+    ImageEncoder,
+    MatchingConfig,
+    SentenceEncoder,
+    encode_batches,
+    pretrain_matching,
+)
 from ganforge.registry import ConfigError
 
 POOL = 2000  # training captions kept in the generator file: what `sample` draws when given no caption
@@ -172,12 +179,9 @@ class CaptionedImageData:
         self.transform = CaptionTransform(vocab, text, vision, [train.texts[i] for i in pool_idx.tolist()],
                                           tuple(self.x.shape[1:]))
         self.c = self.transform.embed(self.tokens) * self.transform.scale  # every caption's condition, once
-        # Captions grouped by image: a real batch draws one of each image's captions.
-        self._order = torch.argsort(self.image_of, stable=True)
-        self._counts = torch.bincount(self.image_of, minlength=len(self.x))
-        self._starts = torch.cumsum(self._counts, 0) - self._counts
-        if bool((self._counts == 0).any()):
-            raise ConfigError(f"{name}: {int((self._counts == 0).sum())} images have no caption")
+        # Captions grouped by image (a CaptionSet gives every image one at least): a real batch
+        # draws one of each image's captions.
+        self._grouped = CaptionsByImage(self.image_of, len(self.x))
         self.sampler = EpochSampler(len(self.x))
 
     @property
@@ -190,10 +194,6 @@ class CaptionedImageData:
 
     def __len__(self) -> int:
         return len(self.x)
-
-    def _caption_of(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
-        pick = (torch.rand(len(images), generator=generator) * self._counts[images]).long()
-        return self._order[self._starts[images] + pick]
 
     def _wrong(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
         """A caption that does not describe each image: another image's, redrawn (a few rounds) while
@@ -212,7 +212,7 @@ class CaptionedImageData:
     def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Images ``x``, a caption's condition ``c`` for each, and a mismatched one ``c_wrong``."""
         idx = self.sampler.indices(n, generator)
-        return {"x": self.x[idx], "c": self.c[self._caption_of(idx, generator)],
+        return {"x": self.x[idx], "c": self.c[self._grouped.draw(idx, generator)],
                 "c_wrong": self.c[self._wrong(idx, generator)]}
 
     def fake_conditions(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -223,10 +223,24 @@ class CaptionedImageData:
         return self.batch(n, generator)["x"]
 
     def state_dict(self) -> dict[str, Any]:
-        return self.sampler.state_dict()
+        # The frozen encoders travel with the checkpoint: a resumed run conditions on the embedding
+        # it was trained with even where pretraining again would not give the same bits (another
+        # thread count or torch build).
+        return {"sampler": self.sampler.state_dict(), "encoder": self.transform.tensors()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state)
+        self.sampler.load_state_dict(state.get("sampler", {}))
+        saved = state.get("encoder")
+        if saved:
+            t = self.transform
+            try:
+                t.text.load_state_dict(_prefixed("text/", saved))
+                if t.vision is not None:
+                    t.vision.load_state_dict(_prefixed("vision/", saved))
+            except RuntimeError as e:
+                raise ConfigError("--resume: the checkpoint's caption encoder does not fit this data's "
+                                  f"(data.options changed?): {str(e).splitlines()[0]}") from None
+            self.c = t.embed(self.tokens) * t.scale
 
     def summary(self) -> dict[str, Any]:
         return {"images": len(self.x), "captions": len(self.c), "vocabulary": len(self.transform.vocab),

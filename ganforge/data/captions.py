@@ -553,7 +553,8 @@ def write_captioned(cs: CaptionSet, folder: str | Path) -> Path:
     One JSON line per caption: ``{"image": "images/000000.png", "caption": "..."}``, plus, when the set has a
     schema, the image's ``"attributes"`` and the caption's ``"mentions"`` (only what it states) by value name, and
     its ``"phrasing"`` id. The images are written into a temporary folder renamed into place, and the captions
-    file atomically after them, so a crash never leaves a captions file pointing at half-written images.
+    file atomically after them; an earlier set in ``folder`` is moved aside first and deleted only once the new
+    one is complete, so a crash never leaves a captions file naming images it does not describe.
     """
     folder = Path(folder).expanduser()
     arrays, mode = _uint8_images(cs.images)
@@ -571,24 +572,29 @@ def write_captioned(cs: CaptionSet, folder: str | Path) -> Path:
             row["phrasing"] = int(cs.phrasing[i])
         lines.append(json.dumps(row, ensure_ascii=False))
     tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".images.", suffix=".tmp"))
+    path = folder / "captions.jsonl"
     old = None
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes a private folder; the output gets the usual permissions
         for i, arr in enumerate(arrays):
             Image.fromarray(arr, mode).save(tmp / f"{i:06d}.png", compress_level=1)
         target = folder / "images"
-        if target.exists():
-            # A folder cannot be replaced by rename while it has files: move the old one aside first.
+        if target.exists() or path.exists():
+            # A folder cannot be replaced by rename while it has files: the old images and captions move
+            # aside together first, so a crash before the new captions file is written leaves images
+            # without captions (an error when read), never old captions naming new images.
             old = Path(tempfile.mkdtemp(dir=folder, prefix=".images.", suffix=".old"))
-            os.replace(target, old / "images")
+            if path.exists():
+                os.replace(path, old / "captions.jsonl")
+            if target.exists():
+                os.replace(target, old / "images")
         os.replace(tmp, target)
+        text = "\n".join(lines) + "\n"
+        atomic_write(path, lambda t: Path(t).write_text(text, encoding="utf-8"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    path = folder / "captions.jsonl"
-    text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda t: Path(t).write_text(text, encoding="utf-8"))
+    if old is not None:  # only once the new set is complete
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 

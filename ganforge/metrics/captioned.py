@@ -45,43 +45,74 @@ from ganforge.registry import ConfigError
 SPLITS = ("test", "heldout_phrasings", "heldout_combos")
 
 
-def save_attribute_net(net: AttributeNet, path: str | Path) -> None:
-    """The classifier as safetensors with its config in the metadata (loading unpickles nothing)."""
+def fingerprint(train: CaptionSet, steps: int, seed: int) -> str:
+    """What an attribute classifier was trained on: the data's size, schema and a hash of its
+    images and attributes, and the training settings (a cached classifier must match it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(train.images.numpy().tobytes())
+    assert train.attributes is not None
+    h.update(train.attributes.numpy().tobytes())
+    h.update(json.dumps({"schema": train.schema, "steps": steps, "seed": seed}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def save_attribute_net(net: AttributeNet, path: str | Path, data: str = "") -> None:
+    """The classifier as safetensors with its config (and the data fingerprint) in the metadata."""
     tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"config": json.dumps(net.config())}))
+    meta = {"config": json.dumps(net.config()), "data": data}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_attribute_net(path: str | Path) -> AttributeNet:
+def load_attribute_net(path: str | Path, data: str | None = None) -> AttributeNet | None:
+    """A saved classifier (None when ``data`` is given and the file was trained on other data);
+    loading unpickles nothing, and a file that is not one is a one-line error."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        config = json.loads((f.metadata() or {})["config"])
-    net = AttributeNet.from_config(config)
-    net.load_state_dict(load_file(str(path)))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        config = json.loads(meta["config"])
+        if data is not None and meta.get("data") != data:
+            return None
+        net = AttributeNet.from_config(config)
+        net.load_state_dict(load_file(str(path)))
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"{path} is not an attribute classifier file ({type(e).__name__}: {e})") from None
     return net.eval()
 
 
 def attribute_net_for(train: CaptionSet, cache: Path | None = None, steps: int = 1500, seed: int = 0,
                       progress: bool = False) -> AttributeNet:
-    """The attribute classifier of a data set: loaded from ``cache`` when there, else trained on the
-    real training images (and saved there)."""
+    """The attribute classifier of a data set: loaded from ``cache`` when it was trained on the same
+    data with the same settings, else trained on the real training images (and saved there)."""
     if train.attributes is None or not train.schema:
         raise ConfigError("caption consistency needs data whose images have known attributes (shapes-t2i, mnist-t2i)")
+    if steps < 1:
+        raise ConfigError(f"eval.classifier_steps must be at least 1, got {steps}")
+    key = fingerprint(train, steps, seed)
     if cache is not None and cache.is_file():
-        return load_attribute_net(cache)
+        net = load_attribute_net(cache, key)
+        if net is not None:
+            return net
     net = train_attribute_net(train.images, train.attributes, train.schema, steps=steps, seed=seed, progress=progress)
     if cache is not None:
-        save_attribute_net(net, cache)
+        save_attribute_net(net, cache, key)
     return net
 
 
-def _pick(n_total: int, n: int, seed: int) -> Tensor:
+def _pick(n_total: int, n: int, seed: int, ordered: bool = True) -> Tensor:
+    """``n`` of ``n_total`` indices drawn at random (seeded); in index order unless ``ordered`` is False."""
     idx = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n]
-    return idx.sort().values
+    return idx.sort().values if ordered else idx
 
 
 def _generate(artifact: GeneratorArtifact, texts: list[str], seed: int) -> Tensor:
-    cond = artifact.transform.encode(texts)
+    # Evaluation captions are the data's own: unknown words in a user's test file are read as <unk>
+    # (no error, no warning at every evaluation).
+    t = artifact.transform
+    cond = t.embed(t.tokens(texts, check=False)) * t.scale
     return sample(artifact.module, artifact.prior, len(cond), seed=seed, condition=cond, batch=1000)
 
 
@@ -90,7 +121,7 @@ def fixed_captions(test: CaptionSet, train: CaptionSet, k: int, per: int, seed: 
     ``per`` real training images satisfy (distinct mention patterns first)."""
     assert test.mentions is not None and train.attributes is not None
     free = (test.mentions < 0).sum(1)
-    order = _pick(len(test), len(test), seed)
+    order = _pick(len(test), len(test), seed, ordered=False)
     out, seen = [], set()
     for i in order.tolist():
         key = tuple(test.mentions[i].tolist())
@@ -111,6 +142,8 @@ def evaluate_captioned(artifact: GeneratorArtifact, train: CaptionSet, sets: dic
     t = artifact.transform
     if not hasattr(t, "encode"):
         raise ConfigError("this generator was not trained on captioned images")
+    if n < 1:
+        raise ConfigError(f"the number of evaluation captions must be at least 1, got {n}")
     out: dict[str, Any] = {}
     protocol: dict[str, Any] = {"captions_per_split": {}, "seed": seed, "r_precision_candidates": 100,
                                 "classifier": "AttributeNet trained on the real training images"}
@@ -130,17 +163,28 @@ def evaluate_captioned(artifact: GeneratorArtifact, train: CaptionSet, sets: dic
             res["consistency"] = caption_consistency(pred, cs.mentions[idx], cs.schema)
             res["consistency_real"] = caption_consistency(pred_real, cs.mentions[idx], cs.schema)["overall"]
             if split == "test":
+                # FID at equal sizes: the generated images against half of the real test images, and
+                # the two halves of the real images against each other (the floor at that size).
                 _, real_all = predict_attributes(net, cs.images)
-                res["fid"] = feature_fid(real_all, feats)
-                res["fid_real_half"] = feature_fid(real_all[0::2], real_all[1::2])  # the floor at this size
+                half = min(len(feats), len(real_all) // 2)
+                res["fid"] = feature_fid(real_all[0::2][:half], feats[:half])
+                res["fid_real_half"] = feature_fid(real_all[0::2][:half], real_all[1::2][:half])
+                protocol["fid_samples"] = half
                 if cs.attributes is not None:
                     res["classifier_accuracy"] = attribute_accuracy(pred_real, cs.attributes[cs.image_of[idx]],
                                                                     cs.schema)
-        if t.vision is not None and len(cs) >= 100:
+        if t.vision is not None:
+            # Competitors are captions of other images that are false of this one (where attributes
+            # are known): a caption that is also true, or the same text, is no competitor.
             text_emb = t.embed(t.tokens(texts, check=False))
-            groups = cs.image_of[idx]
-            res["r_precision"] = r_precision(t.image_embeddings(fake), text_emb, seed=seed, groups=groups)
-            res["r_precision_real"] = r_precision(t.image_embeddings(real), text_emb, seed=seed, groups=groups)
+            kw: dict[str, Any] = {"groups": cs.image_of[idx]}
+            if cs.mentions is not None and cs.attributes is not None:
+                kw.update(mentions=cs.mentions[idx], image_attributes=cs.attributes[cs.image_of[idx]])
+            try:
+                res["r_precision"] = r_precision(t.image_embeddings(fake), text_emb, seed=seed, **kw)
+                res["r_precision_real"] = r_precision(t.image_embeddings(real), text_emb, seed=seed, **kw)
+            except ConfigError as e:  # too few captions to draw 99 competitors from
+                res["r_precision_skipped"] = str(e)
         out[split] = res
     test = sets.get("test")
     if net is not None and test is not None and test.mentions is not None and train.attributes is not None:

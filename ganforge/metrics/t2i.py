@@ -263,13 +263,17 @@ def caption_consistency(pred: Tensor, mentions: Tensor, schema: dict[str, list[s
 
 
 def r_precision(image_emb: Tensor, text_emb: Tensor, candidates: int = 100, seed: int = 0,
-                groups: Tensor | None = None, chunk: int = 512) -> float:
+                groups: Tensor | None = None, chunk: int = 512, mentions: Tensor | None = None,
+                image_attributes: Tensor | None = None) -> float:
     """AttnGAN's R-precision with R = 1: the fraction of images whose true caption is the most similar
     (cosine) among ``candidates`` captions.
 
     For each i, ``text_emb[i]`` competes with ``candidates - 1`` other rows of ``text_emb`` drawn
     uniformly without replacement (seeded), never i itself nor, when ``groups`` ``(M,)`` is given, a
-    row of i's group (e.g. another caption of the same image). Ties count as misses. Rows are
+    row of i's group (e.g. another caption of the same image) and, when ``mentions`` (M, A) of the
+    captions and ``image_attributes`` (M, A) of row i's image are given, never a caption that is
+    also true of image i (one that states no attribute against it: "a red circle" for a small red
+    circle), so every competitor is a wrong caption. Ties count as misses. Rows are
     processed ``chunk`` at a time: memory is ``chunk x M``, and the draw depends on ``seed`` and
     ``chunk`` only.
     """
@@ -292,8 +296,26 @@ def r_precision(image_emb: Tensor, text_emb: Tensor, candidates: int = 100, seed
             raise ConfigError(f"r_precision: groups must be a tensor of shape ({m},), got "
                               f"{tuple(groups.shape) if isinstance(groups, Tensor) else type(groups).__name__}")
         g = torch.unique(groups.detach().cpu(), return_inverse=True)[1]
+    known = mentions is not None and image_attributes is not None
+    if known and (mentions.shape != image_attributes.shape or len(mentions) != m):
+        raise ConfigError(f"r_precision: mentions {tuple(mentions.shape)} and image_attributes "
+                          f"{tuple(image_attributes.shape)} must both be ({m}, A)")
+
+    def excluded(rows: Tensor) -> Tensor:
+        out = g[rows, None] == g[None, :]
+        if known:
+            # Caption j is true of image i when every attribute it states equals the image's.
+            stated = mentions[None, :, :] >= 0
+            agree = mentions[None, :, :] == image_attributes[rows, None, :]
+            out |= (~stated | agree).all(-1)
+        return out
+
     # i itself is in its own group, so the pool of i is everything outside it.
-    pool = m - torch.bincount(g)[g] if m else torch.zeros(0, dtype=torch.long)
+    if known:
+        pool = torch.cat([(~excluded(torch.arange(a, min(a + chunk, m)))).sum(1) for a in range(0, m, chunk)]) \
+            if m else torch.zeros(0, dtype=torch.long)
+    else:
+        pool = m - torch.bincount(g)[g] if m else torch.zeros(0, dtype=torch.long)
     if m == 0 or int(pool.min()) < candidates - 1:
         least = int(pool.min()) if m else 0
         raise ConfigError(f"r_precision needs {candidates - 1} other captions to draw for every image, "
@@ -305,7 +327,7 @@ def r_precision(image_emb: Tensor, text_emb: Tensor, candidates: int = 100, seed
         rows = torch.arange(start, min(start + chunk, m))
         # Uniform keys, excluded rows pushed past 1: the k smallest are a uniform draw without replacement.
         keys = torch.rand(len(rows), m, generator=gen)
-        keys[g[rows, None] == g[None, :]] = 2.0
+        keys[excluded(rows)] = 2.0
         drawn = keys.topk(candidates - 1, dim=1, largest=False).indices
         sims = img[rows] @ txt.T
         true = sims[torch.arange(len(rows)), rows]

@@ -89,20 +89,42 @@ class MatchingConfig:
     def from_options(cls, options: dict[str, Any] | None) -> MatchingConfig:
         from ganforge.registry import ConfigError
 
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"data.options.encoder must be a mapping such as {{steps: 800}}, got {options!r}")
         options = dict(options or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"data.options.encoder: unknown key '{unknown[0]}' (choices: {', '.join(sorted(known))})")
+        for key, value in options.items():
+            want_int = isinstance(getattr(cls, key), int)
+            ok = isinstance(value, int) if want_int else isinstance(value, (int, float))
+            if not ok or isinstance(value, bool):
+                raise ConfigError(f"data.options.encoder.{key} must be {'an integer' if want_int else 'a number'}, "
+                                  f"got {value!r}")
         cfg = cls(**options)
         for key in ("dim", "emb", "hidden", "steps", "batch_size"):
-            if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) < 1:
+            if getattr(cfg, key) < 1:
                 raise ConfigError(f"data.options.encoder.{key} must be a positive integer, got {getattr(cfg, key)!r}")
         if not cfg.lr > 0 or not cfg.temperature > 0:
             raise ConfigError("data.options.encoder: lr and temperature must be positive")
         if not 0 <= cfg.shuffle <= 1 or not 0 <= cfg.word_dropout < 1:
             raise ConfigError("data.options.encoder: shuffle must lie in [0, 1] and word_dropout in [0, 1)")
         return cfg
+
+
+class CaptionsByImage:
+    """Captions grouped by their image, to draw one caption of each of a set of images."""
+
+    def __init__(self, image_of: Tensor, n_images: int) -> None:
+        self.order = torch.argsort(image_of, stable=True)
+        self.counts = torch.bincount(image_of, minlength=n_images)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+
+    def draw(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+        """A caption index for each image index in ``images``, uniform among the image's captions."""
+        pick = (torch.rand(len(images), generator=generator) * self.counts[images]).long()
+        return self.order[self.starts[images] + pick]
 
 
 def augment_captions(tokens: Tensor, shuffle: float, word_dropout: float, generator: torch.Generator,
@@ -125,9 +147,10 @@ def pretrain_matching(images: Tensor, tokens: Tensor, image_of: Tensor, vocab_si
     """Train a sentence and an image encoder to match captions with their images.
 
     ``images`` (N, C, S, S), ``tokens`` (M, T) caption ids and ``image_of`` (M,) each caption's
-    image. Each step draws ``batch_size`` captions of distinct images (seeded), so no other pair in
-    the batch is a true match by construction of the data. Returns both encoders in eval mode and
-    the final loss and in-batch retrieval accuracy.
+    image. Each step draws ``batch_size`` captions of distinct images (seeded). Another image in the
+    batch may fit a caption too (two red circles; a caption that leaves attributes free): the loss
+    treats it as a negative all the same, which caps the in-batch accuracy below 1. Returns both
+    encoders in eval mode and the final loss and in-batch retrieval accuracy.
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     with torch.random.fork_rng():
@@ -137,10 +160,8 @@ def pretrain_matching(images: Tensor, tokens: Tensor, image_of: Tensor, vocab_si
     params = list(text.parameters()) + list(vision.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     # Captions grouped by image, so a batch takes one caption each of distinct images.
-    order = torch.argsort(image_of, stable=True)
-    counts = torch.bincount(image_of, minlength=len(images))
-    starts = torch.cumsum(counts, 0) - counts
-    has = torch.nonzero(counts > 0).squeeze(1)
+    grouped = CaptionsByImage(image_of, len(images))
+    has = torch.nonzero(grouped.counts > 0).squeeze(1)
     batch = min(cfg.batch_size, len(has))
     loss_ema, acc_ema = math.nan, math.nan
     text.train()
@@ -148,8 +169,7 @@ def pretrain_matching(images: Tensor, tokens: Tensor, image_of: Tensor, vocab_si
     bar = tqdm(range(cfg.steps), desc="caption encoder", disable=not progress, leave=False)
     for step in bar:
         imgs = has[torch.randperm(len(has), generator=gen)[:batch]]
-        pick = (torch.rand(batch, generator=gen) * counts[imgs]).long()
-        caps = order[starts[imgs] + pick]
+        caps = grouped.draw(imgs, gen)
         # Cosine learning-rate decay: the last steps settle the embedding G will be conditioned on.
         for group in opt.param_groups:
             group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))

@@ -211,8 +211,8 @@ class AdversarialObjective:
         logs = {"g_loss": loss.detach()}
         if self.interpolation is not None:
             # GAN-INT: G must also fool D on captions between training captions (no real image has them).
-            c_mix = self.interpolation.conditions(game)
-            d_mix, _ = game.judge(self._inputs(game, game.fake(condition=c_mix)["x"]), c_mix)
+            mixed = game.fake(condition=self.interpolation.conditions(game))
+            d_mix, _ = game.judge(self._inputs(game, mixed["x"]), mixed["c"])  # "c" on the device
             term = self.interpolation.weight * self.criterion.g_loss(d_mix)
             logs["g_int"] = term.detach()
             loss = loss + term

@@ -134,6 +134,10 @@ def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
         raise ConfigError("model.discriminator.reference_batch: reference-batch norm is for G "
                           "(its reference is a fixed batch of noise); set model.generator.reference_batch")
     kind = OBJECTIVES.get(objective_name(cfg))
+    tt = cfg.model.t2i
+    if (tt.cls or tt.interpolate or tt.mode_seeking) and objective_name(cfg) != "adversarial":
+        raise ConfigError(f"model.t2i (GAN-CLS, GAN-INT, mode seeking) are terms of the adversarial objective, "
+                          f"not '{objective_name(cfg)}'")
     mode = check_conditioning(cfg, spec, kind.discriminator is not None)
     prior = build_prior(cfg, spec)
     g = generator if generator is not None else build_generator_module(cfg.model, spec, prior.dim)

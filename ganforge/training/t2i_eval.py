@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ganforge.data.captioned import normalize_caption
 from ganforge.metrics.captioned import attribute_net_for, evaluate_captioned
 from ganforge.report.pictures import caption_grid
 
@@ -20,6 +21,11 @@ class CaptionMetrics:
     def __init__(self, artifact: Any, data: Any, record: Callable[[int, dict[str, Any]], None],
                  cache: Path | None = None, n: int = 2000, classifier_steps: int = 1500,
                  progress: bool = False) -> None:
+        from ganforge.registry import ConfigError
+
+        if n < 1 or classifier_steps < 1:
+            raise ConfigError(f"eval.captions and eval.classifier_steps must be at least 1 "
+                              f"(got {n}, {classifier_steps})")
         self.artifact, self.data, self.record, self.cache, self.n = artifact, data, record, cache, n
         self.classifier_steps = classifier_steps
         self.progress = progress
@@ -41,11 +47,16 @@ class CaptionMetrics:
 def demo_captions(data: Any, k: int = 8) -> list[str]:
     """Captions for a run's picture: two from each evaluation split (held-out phrasings and
     combinations included), then training captions, ``k`` in all."""
+    t = data.transform
+    known = set(t.vocab.tokens[3:])
+
+    def readable(text: str) -> bool:  # a user's test caption may hold no word the encoder knows
+        return any(w in known for w in t.vocab.tokenize(normalize_caption(text)))
+
     out: list[str] = []
     for cs in getattr(data, "eval_sets", {}).values():
-        out += list(cs.texts[:40:20])
-    pool = data.transform.pool if hasattr(data, "transform") else []
-    out += [t for t in pool if t not in out][:max(0, k - len(out))]
+        out += [c for c in cs.texts[:200] if readable(c)][:2]
+    out += [c for c in t.pool if c not in out][:max(0, k - len(out))]
     return out[:k]
 
 

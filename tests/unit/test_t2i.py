@@ -153,8 +153,19 @@ def test_run_sample_and_eval_end_to_end(tmp_path, capsys):
         assert im.size == ((32 + 2) * 4 * 2 + 4, (32 + 2) * 4 * 2 + 4)
     assert main(["sample", str(run), "--caption", "a red circle", "--caption", "a green box", "--n", "5",
                  "--out", str(tmp_path / "style.png")]) == 0
-    assert main(["sample", str(run), "--caption", "a red circle", "--n", "3", "--out", str(tmp_path / "imgs")]) == 0
-    assert len(list((tmp_path / "imgs").glob("*.png"))) == 3
+    assert main(["sample", str(run), "--caption", "a red circle", "--caption", "a box", "--n", "2",
+                 "--out", str(tmp_path / "imgs")]) == 0
+    assert len(list((tmp_path / "imgs").glob("*.png"))) == 4
+    rows = [json.loads(line) for line in (tmp_path / "imgs" / "captions.jsonl").read_text().splitlines()]
+    assert [r["caption"] for r in rows] == ["a red circle"] * 2 + ["a box"] * 2
+    # A fresh process loads the generator file alone (the caption transform registers itself on load).
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ganforge", "sample", str(run), "--caption", "a red circle",
+                           "--n", "4", "--out", str(tmp_path / "fresh.png")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "fresh.png").is_file()
     capsys.readouterr()
     assert main(["sample", str(run), "--caption", "", "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()

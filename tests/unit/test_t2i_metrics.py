@@ -276,3 +276,19 @@ def test_real_matching():
     assert not real_matching(torch.tensor([1, -1, -1]), attrs).any()
     with pytest.raises(ConfigError, match="columns"):
         real_matching(torch.tensor([0, 1]), attrs)
+
+
+def test_r_precision_competitors_are_false_captions_only():
+    # Image attributes (one attribute, 2 values) and what each caption states (-1: nothing).
+    attrs = torch.tensor([[0], [1], [0]])
+    mentions = torch.tensor([[0], [1], [-1]])
+    # Caption 2 states nothing: true of every image, so never a competitor. Image 0's embedding is
+    # closest to caption 2; were it drawn against image 0, image 0 would miss.
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    image = torch.tensor([[0.9, 0.1], [0.0, 1.0], [0.9, 0.1]])
+    kw = {"mentions": mentions, "image_attributes": attrs}
+    assert r_precision(image, text, candidates=2, **kw) == 1.0
+    with pytest.raises(ConfigError, match="other captions"):
+        r_precision(image, text, candidates=3, **kw)  # each image has only one false caption
+    with pytest.raises(ConfigError, match="must both be"):
+        r_precision(image, text, candidates=2, mentions=mentions, image_attributes=attrs[:2])
