@@ -229,7 +229,7 @@ class CaptionedImageData:
         return {"sampler": self.sampler.state_dict(), "encoder": self.transform.tensors()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state.get("sampler", {}))
+        self.sampler.load_state_dict(state.get("sampler", state))  # (checkpoints before the encoders were kept)
         saved = state.get("encoder")
         if saved:
             t = self.transform
