@@ -170,7 +170,7 @@ class CaptionedImageData:
         vocab = Vocabulary.build(texts, lowercase=True)
         tokens = vocab.transform(texts)
         vocab.max_len = tokens.shape[1] + 8  # room for longer captions at sampling time (cut beyond)
-        self.tokens = vocab._pad([r for r in tokens.tolist()], vocab.max_len)
+        self.tokens = torch.nn.functional.pad(tokens, (0, 8), value=vocab.pad)
         if progress is None:  # a bar on a terminal only (not in logs, tests or --no-progress pipelines)
             progress = sys.stderr.isatty()
         text, vision, self.matching = pretrain_matching(self.x, self.tokens, self.image_of, len(vocab), cfg,
