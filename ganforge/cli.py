@@ -42,7 +42,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out = args.out or f"runs/{cfg.preset or Path(args.config).stem}"
     if args.no_progress:
         cfg.train.progress = False
-    result = train(cfg, out, resume=bool(args.resume))
+    from ganforge.training.distributed import init_from_env, shutdown
+    world = init_from_env(cfg.train.device)  # a process of a torchrun run, or the only one
+    try:
+        result = train(cfg, out, resume=bool(args.resume), world=world)
+    finally:
+        shutdown()
+    if not world.writer:
+        return 0  # rank 0 reports for the run
     s = result.summary
     keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "kid",
             "label_accuracy", "code_accuracy", "q_accuracy", "modes_covered", "kl_to_uniform", "nll_oracle", "nll_test",

@@ -168,7 +168,7 @@ class TrainConfig:
     """Algorithm 1's loop and the run's bookkeeping."""
 
     steps: int = 5000  # generator updates (outer iterations of Algorithm 1)
-    batch_size: int = 256
+    batch_size: int = 256  # the global batch: split over the processes of a torchrun run (and accumulation)
     d_steps: int = 1  # k in Algorithm 1
     g_steps: int = 1
     fresh_g_noise: bool = True  # Algorithm 1 samples new noise for G; false reuses D's fakes
@@ -176,7 +176,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     channels_last: bool = False  # images: NHWC memory layout for G, D and batches (faster convolutions on CPU)
-    autocast: str = "none"  # none | bf16: mixed precision for the forward passes (weights stay float32)
+    # Mixed precision for the forward passes (weights stay float32): none | bf16 | fp16 (with a
+    # gradient scaler) | auto (bf16, or fp16 on GPUs without it, only where a few timed steps at the
+    # start show it faster for this model on this machine; the log says what was picked and why).
+    autocast: str = "none"
+    compile: bool = False  # torch.compile G and D (falls back to eager, with a warning, where it fails)
+    accumulate: int = 1  # micro-batches per update in each process (gradient accumulation)
+    sync_batchnorm: bool = False  # multi-process runs on GPUs: batch norm statistics over the global batch
     # CPU: flush denormal floats to zero while training. Small networks trained for long (tables)
     # drift into denormal values, which x86 CPUs compute many times slower (measured: a TVAE step
     # went from 14 to 27 ms over 25 epochs; flat with this on). Values below 1e-38 become 0.

@@ -74,7 +74,7 @@ class Prior:
         parts = [z]
         if self.classes:
             if labels is None and self.class_probs is not None:
-                labels = torch.multinomial(self.class_probs, n, replacement=True, generator=generator)
+                labels = torch.multinomial(self.class_probs.to(device), n, replacement=True, generator=generator)
             elif labels is None:
                 labels = torch.randint(self.classes, (n,), generator=generator, device=device)
             out["y"] = labels.to(device).long()

@@ -13,6 +13,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ganforge.data.imagefiles import (
+    IMAGE_EXTENSIONS,
+    UNREADABLE,
+    decode_image,
+    list_image_files,
+    no_images_error,
+)
+from ganforge.data.imagefiles import square_image as _square
 from ganforge.data.mnist import data_dirs, download_file, embedded_mnist, to_tensor_images
 from ganforge.data.tensor import TensorData
 from ganforge.registry import ConfigError
@@ -122,46 +130,21 @@ def cifar10_data(split: str = "train", root: str | Path | None = None, download:
 
 # -- a folder of images ----------------------------------------------------------------------------------------------
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
 def _read_folder(path: str | Path, size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
     """uint8 images (N, size, size[, 3]) of every readable image under ``path`` (sorted), and their paths."""
-    folder = Path(path).expanduser()
-    if channels not in (1, 3):
-        raise ConfigError(f"image folder: channels must be 1 or 3, got {channels}")
-    if not isinstance(size, int) or size < 1:
-        raise ConfigError(f"image folder: size must be a positive integer, got {size!r}")
-    if not folder.is_dir():
-        raise ConfigError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    folder, files = list_image_files(path, size, channels)
     images, kept, skipped = [], [], []
     for f in files:
         try:
-            with Image.open(f) as img:
-                img.load()
-                images.append(_square(img, size, "L" if channels == 1 else "RGB"))
-                kept.append(f)
-        except (OSError, ValueError, Image.DecompressionBombError):  # unreadable, truncated or absurdly large
+            images.append(decode_image(f, size, channels))
+            kept.append(f)
+        except UNREADABLE:
             skipped.append(f)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable files in {folder}, e.g. {skipped[0].name}", stacklevel=3)
     if not images:
-        raise ConfigError(f"no readable images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+        raise no_images_error(folder)
     return np.stack(images), kept
-
-
-def _square(img: Image.Image, size: int, mode: str) -> np.ndarray:
-    """Convert to ``mode``, scale the shorter side to ``size`` and take the centred ``size`` x ``size`` crop."""
-    if img.mode == "P":  # palette transparency only survives through RGBA (and Pillow warns otherwise)
-        img = img.convert("RGBA")
-    img = img.convert(mode)
-    w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
 def load_image_folder(path: str | Path, size: int, channels: int) -> Tensor:

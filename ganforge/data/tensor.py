@@ -13,27 +13,48 @@ from ganforge.data.transform import Standardize
 class EpochSampler:
     """Indices of minibatches drawn without replacement: each epoch a new seeded permutation (a
     batch larger than the data draws with replacement). Its position is state, so a resumed run
-    draws the same batches as an uninterrupted one."""
+    draws the same batches as an uninterrupted one.
+
+    In a multi-process run each process samples its own shard (:meth:`set_shard`): every
+    ``count``-th index from ``index``, so the processes' batches never overlap within an epoch.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.shard = (0, 1)
+        self._members: Tensor | None = None  # the shard's indices (None: all)
         self._perm: Tensor | None = None
         self._pos = 0
 
+    def set_shard(self, index: int, count: int) -> None:
+        """Sample only indices ``index, index + count, ...`` (at least one each: a data set smaller
+        than the number of processes shares its samples)."""
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index} of {count}")
+        self.shard = (index, count)
+        members = torch.arange(index % self.size if self.size < count else index, self.size, count)
+        self._members = None if count == 1 else members
+        self._perm, self._pos = None, 0
+
     def indices(self, n: int, generator: torch.Generator | None) -> Tensor:
-        if n > self.size:
-            return torch.randint(self.size, (n,), generator=generator)
-        if self._perm is None or self._pos + n > len(self._perm):
-            self._perm = torch.randperm(self.size, generator=generator)
-            self._pos = 0
-        idx = self._perm[self._pos:self._pos + n]
-        self._pos += n
-        return idx
+        size = self.size if self._members is None else len(self._members)
+        if n > size:
+            idx = torch.randint(size, (n,), generator=generator)
+        else:
+            if self._perm is None or self._pos + n > len(self._perm):
+                self._perm = torch.randperm(size, generator=generator)
+                self._pos = 0
+            idx = self._perm[self._pos:self._pos + n]
+            self._pos += n
+        return idx if self._members is None else self._members[idx]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"perm": self._perm, "pos": self._pos}
+        return {"perm": self._perm, "pos": self._pos, "shard": list(self.shard)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state.get("shard", (0, 1))) != self.shard:
+            self._perm, self._pos = None, 0  # another layout of processes: a fresh epoch of this shard
+            return
         self._perm, self._pos = state.get("perm"), int(state.get("pos", 0))
 
 
@@ -77,9 +98,21 @@ class TensorData:
     def __len__(self) -> int:
         return len(self.x)
 
+    def nbytes(self) -> int:
+        """Memory the samples (and labels) take."""
+        return self.x.numel() * self.x.element_size() + (self.labels.numel() * 8 if self.labels is not None else 0)
+
+    def to_device(self, device: torch.device | str) -> None:
+        """Keep the samples on ``device`` (a GPU), so a minibatch is gathered there without a copy."""
+        self.x = self.x.to(device)
+        if self.labels is not None:
+            self.labels = self.labels.to(device)
+
     def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """A minibatch of named tensors: ``x`` and, for labelled data, ``y``."""
         idx = self.sampler.indices(n, generator)
+        if self.x.device != idx.device:
+            idx = idx.to(self.x.device, non_blocking=True)
         out = {"x": self.x[idx]}
         if self.labels is not None:
             out["y"] = self.labels[idx]

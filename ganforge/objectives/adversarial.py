@@ -92,7 +92,8 @@ class AdversarialObjective:
     def __post_init__(self) -> None:
         self.probabilistic = self.criterion.kind == "logit"
         self._reusable: Batch | None = None
-        self._last: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None
+        # D's last minibatch per micro-batch (gradient accumulation), for the lazy penalties.
+        self._last: dict[int, tuple[Tensor, Tensor, Tensor | None, Tensor | None]] = {}
         self._errors: tuple[float, float] = (0.0, 0.0)
 
     # -- phases --------------------------------------------------------------------------------
@@ -167,9 +168,12 @@ class AdversarialObjective:
                 pen = reg.penalty(game.D, x_real, x_fake, c=c_real, generator=game.rng, c_fake=c_fake)
                 logs[type(reg).__name__] = pen.detach()
                 loss = loss + pen
-        self._last = (x_real, x_fake, c_real, c_fake)
+        self._last[getattr(game, "micro", 0)] = (x_real, x_fake, c_real, c_fake)
         if self.balance is not None:
-            self._errors = (float(d_real.detach().mean()), float(d_fake.detach().mean()))
+            # k_t is one number for the whole run: in a multi-process run, from the global batch.
+            errs = torch.stack([d_real.detach().mean(), d_fake.detach().mean()])
+            errs = game.reduce_mean(errs) if hasattr(game, "reduce_mean") else errs
+            self._errors = (float(errs[0]), float(errs[1]))
         logs["d_real"], logs["d_fake"] = readout(d_real, self.probabilistic), readout(d_fake, self.probabilistic)
         return loss, logs
 
@@ -177,8 +181,9 @@ class AdversarialObjective:
         """Penalties with an interval N, on D's last minibatch, every N iterations. Each is scaled by
         the number of D updates it stands for (N times D's updates per iteration), the same rule for
         every regularizer, so its expected strength matches the same penalty applied every update."""
-        assert self._last is not None, "a lazy regularization phase needs a D phase before it"
-        x_real, x_fake, c_real, c_fake = self._last
+        last = self._last.get(getattr(game, "micro", 0))
+        assert last is not None, "a lazy regularization phase needs a D phase before it"
+        x_real, x_fake, c_real, c_fake = last
         loss: Tensor = torch.zeros((), device=x_real.device)
         logs: dict[str, Tensor] = {}
         for reg in self.penalties:

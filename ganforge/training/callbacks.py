@@ -307,9 +307,15 @@ def finite_state(trainer: Any, state: dict[str, Any] | None = None) -> bool:
 
 
 class Checkpoint:
-    """Saves the whole training state atomically every ``every`` steps and at the end."""
+    """Saves the whole training state atomically every ``every`` steps and at the end.
 
-    def __init__(self, path: Path, every: int) -> None:
+    In a multi-process run every process has one (``path`` None except on rank 0): gathering the
+    state is collective, and the trainer has every process agree on stopping before it runs.
+    """
+
+    collective = True
+
+    def __init__(self, path: Path | None, every: int) -> None:
         self.path, self.every = path, every
 
     def save(self, trainer: Any) -> bool:
@@ -320,7 +326,8 @@ class Checkpoint:
             trainer.stop_reason = (f"non-finite values in the training state (weights or optimizer) "
                                    f"at step {trainer.step_num}")
             return False
-        save_state(self.path, state)
+        if self.path is not None:
+            save_state(self.path, state)
         return True
 
     def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:

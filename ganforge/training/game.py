@@ -13,11 +13,36 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ganforge.data.tensor import EpochSampler
 from ganforge.nn import call_d
 from ganforge.objectives.base import Batch
-from ganforge.registry import ConfigError
+from ganforge.training.distributed import SINGLE, World, mean
 
-AUTOCAST = ("none", "bf16")
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+# The in-memory data set moves to the GPU once when it takes at most this share of free GPU memory.
+GPU_DATA_SHARE = 0.25
+
+
+def shard_data(data: Any, index: int, count: int) -> None:
+    """Give this process its own disjoint part of the data (sources with an epoch sampler, or
+    their own ``set_shard``); sources that draw fresh samples need nothing (each process draws
+    from its own random stream)."""
+    if hasattr(data, "set_shard"):
+        data.set_shard(index, count)
+    elif isinstance(getattr(data, "sampler", None), EpochSampler):
+        data.sampler.set_shard(index, count)
+
+
+def place_data(data: Any, device: torch.device) -> bool:
+    """Move an in-memory data set to the GPU once, when it fits comfortably; True when moved."""
+    if device.type != "cuda" or not hasattr(data, "to_device"):
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    if data.nbytes() > GPU_DATA_SHARE * free:
+        return False
+    data.to_device(device)
+    return True
 
 
 class Game:
@@ -25,17 +50,35 @@ class Game:
 
     def __init__(self, G: nn.Module, D: nn.Module | None, prior: Any, data: Any, rng: torch.Generator,
                  device: torch.device, batch_size: int, total_steps: int, autocast: str = "none",
-                 channels_last: bool = False) -> None:
-        if autocast not in AUTOCAST:
-            raise ConfigError(f"train.autocast: unknown mode '{autocast}' (choices: {', '.join(AUTOCAST)})")
+                 channels_last: bool = False, world: World = SINGLE) -> None:
         self.G, self.D, self.prior, self.data, self.rng = G, D, prior, data, rng
         self.device, self.batch_size, self.total_steps = device, batch_size, total_steps
-        self.autocast, self.channels_last = autocast, channels_last
+        self.autocast, self.channels_last, self.world = autocast, channels_last, world
         self.step = 0  # the iteration being computed (completed iterations so far)
+        self.micro = 0  # the micro-batch being computed (gradient accumulation)
+        # On a GPU, G's noise is drawn there, from a generator of its own seeded from the
+        # trainer's, so no host-to-device copy sits in the step.
+        self._device_rngs: dict[int, torch.Generator] = {}
+        self.data_on_device = place_data(data, device)
 
     def amp(self) -> torch.autocast:
-        """bf16 autocast for forward passes when configured (losses are computed in float32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast == "bf16")
+        """Half-precision autocast for forward passes when configured (losses are computed in float32)."""
+        dtype = HALF.get(self.autocast)
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+    def noise_rng(self) -> tuple[torch.Generator, torch.device | str]:
+        """Where G's noise is drawn: the trainer's generator on the CPU, a device generator on a GPU."""
+        if self.device.type != "cuda":
+            return self.rng, "cpu"
+        g = self._device_rngs.get(id(self.rng))
+        if g is None:
+            seed = int(torch.randint(2**62, (1,), generator=self.rng))
+            g = self._device_rngs[id(self.rng)] = torch.Generator(device=self.device).manual_seed(seed)
+        return g, self.device
+
+    def reduce_mean(self, t: Tensor) -> Tensor:
+        """``t`` averaged over the processes of a multi-process run (statistics that must agree)."""
+        return mean(t, self.world)
 
     def _to_device(self, batch: Batch) -> Batch:
         out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -55,7 +98,8 @@ class Game:
             given = {"c": condition}
         else:
             given = self.data.fake_conditions(n, self.rng) if hasattr(self.data, "fake_conditions") else {}
-        drawn = self.prior.draw(n, self.rng, labels=given.get("y"), condition=given.get("c"))
+        generator, where = self.noise_rng()
+        drawn = self.prior.draw(n, generator, where, labels=given.get("y"), condition=given.get("c"))
         return self._to_device({**given, **drawn})
 
     def fake(self, n: int | None = None, grad: bool = True, condition: Tensor | None = None) -> Batch:

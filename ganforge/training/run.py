@@ -5,6 +5,7 @@ the Python API alike.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -38,10 +39,11 @@ from ganforge.training.callbacks import (
     TrainingDiverged,
 )
 from ganforge.training.checkpoint import load_state
+from ganforge.training.distributed import SINGLE, World, broadcast, device_for, gather, local_batch
 from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.t2i_eval import CaptionMetrics, caption_pictures
 from ganforge.training.text_eval import TextMetrics, write_samples
-from ganforge.training.trainer import GANParts, Trainer
+from ganforge.training.trainer import RANK_SEED_STRIDE, GANParts, Trainer
 
 CHECKPOINT = "checkpoints/last.safetensors"
 BEST = "checkpoints/best.safetensors"  # the best generator by eval.best (a generator file, like the final one)
@@ -134,21 +136,38 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data: Any = None,
           generator: nn.Module | None = None, discriminator: nn.Module | None = None,
-          callbacks: list[Any] | None = None, rank: int = 0) -> RunResult:
+          callbacks: list[Any] | None = None, world: World | None = None) -> RunResult:
     """Train as configured; with ``out``, the run folder is written (and resumable).
 
-    ``rank`` is the process's index in a multi-process run: it offsets the training RNG (each
-    process its own minibatches and noise), and only rank 0 writes files or shows progress.
+    ``world`` places this process in a multi-process run (:func:`~ganforge.training.distributed.init_from_env`
+    under torchrun): ``train.batch_size`` is then the global batch, each process draws its own
+    share (its own random stream and data shard), G and D are kept in step by DDP, and only rank 0
+    writes files, shows progress and evaluates.
     """
     t0 = time.perf_counter()
-    writer = rank == 0
+    world = world or SINGLE
+    writer = world.writer
     out_path = Path(out) if out is not None else None
+    local_batch(cfg.train.batch_size, world, cfg.train.accumulate)  # a batch that does not divide fails first
+    if world.distributed and cfg.train.device == "cuda":
+        cfg = copy.deepcopy(cfg)
+        cfg.train.device = device_for("cuda", world)  # one GPU per process
+    problem = None
     if out_path is not None and writer:
-        prepare_out(out_path, resume)
-        atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        try:
+            prepare_out(out_path, resume)
+            atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        except ConfigError as e:
+            problem = str(e)
+    # Rank 0 checks the run folder; the others must not go on into a run it has refused.
+    problem = next((p for p in gather(problem, world) if p is not None), None)
+    if problem is not None:
+        raise ConfigError(problem)
     tc = cfg.train
     torch.manual_seed(tc.seed)  # the same initial weights in every process
     parts = assemble(cfg, data, generator, discriminator)
+    if world.rank:
+        torch.manual_seed(tc.seed + RANK_SEED_STRIDE * world.rank)  # its own dropout masks
     files = out_path if writer else None  # where this process writes (nowhere, except on rank 0)
     logger = Logger(files / "log.jsonl" if files else None, tc.log_every, tc.progress and writer,
                     files / "tensorboard" if (files and tc.tensorboard) else None)
@@ -206,11 +225,13 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     # The caller's callbacks run before the checkpoint, so a checkpoint holds their state after
     # their call at that step (a resumed run neither repeats nor skips it).
     cbs += list(callbacks or [])
-    if files is not None:
-        cbs.append(Checkpoint(files / CHECKPOINT, tc.checkpoint_every))
-    trainer = Trainer(parts, tc, cbs, device=tc.device, rank=rank)
+    if out_path is not None:
+        # Every process takes part in a checkpoint (it gathers their random streams); rank 0 writes it.
+        cbs.append(Checkpoint(files / CHECKPOINT if files else None, tc.checkpoint_every))
+    trainer = Trainer(parts, tc, cbs, device=tc.device, world=world)
     if resume and out_path is not None:
-        trainer.load_state_dict(load_state(out_path / CHECKPOINT))
+        # Rank 0 reads the checkpoint and hands it to the others (no shared file system needed).
+        trainer.load_state_dict(broadcast(load_state(out_path / CHECKPOINT) if writer else None, world))
     # set_flush_denormal returns False where the CPU cannot (then nothing changes).
     ftz = tc.flush_denormal and torch.set_flush_denormal(True)
     try:

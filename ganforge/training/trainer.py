@@ -17,7 +17,19 @@ from torch import Tensor, nn
 from ganforge.config import TrainConfig
 from ganforge.generator import Prior
 from ganforge.objectives.base import Phase
-from ganforge.training.game import Game
+from ganforge.registry import ConfigError
+from ganforge.training.distributed import (
+    World,
+    any_true,
+    gather,
+    local_batch,
+    no_sync,
+    participation,
+    replicate,
+    unreached,
+)
+from ganforge.training.game import Game, shard_data
+from ganforge.training.precision import Precision, maybe_compile
 
 # Each process of a multi-process run draws its own minibatches and noise: its seed is offset by
 # rank times this (a prime, so offsets of different runs' seeds rarely collide).
@@ -47,20 +59,41 @@ class GANParts:
 
 
 class Trainer:
-    """Runs the objective's phases on :class:`GANParts`; callbacks see every step's outputs."""
+    """Runs the objective's phases on :class:`GANParts`; callbacks see every step's outputs.
+
+    In a multi-process run (``world``, see :mod:`ganforge.training.distributed`) G and D are
+    replicated with DDP, each process draws its own share of the global batch, and the processes
+    agree after every step whether one of them stopped, so all stop together.
+    """
 
     def __init__(self, parts: GANParts, cfg: TrainConfig, callbacks: list[Any] | None = None,
-                 device: str | torch.device = "cpu", rank: int = 0) -> None:
+                 device: str | torch.device = "cpu", rank: int = 0, world: World | None = None) -> None:
         self.parts, self.cfg, self.objective = parts, cfg, parts.objective
         self.G, self.D = parts.generator, parts.discriminator
         self.callbacks = list(callbacks or [])
         self.device = torch.device(device)
-        self.rank = rank
-        self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1 + RANK_SEED_STRIDE * rank)
+        self.world = world if world is not None else World(rank, 1)
+        self.rank = self.world.rank
+        if not isinstance(cfg.accumulate, int) or cfg.accumulate < 1:
+            raise ConfigError(f"train.accumulate must be a positive integer, got {cfg.accumulate!r}")
+        self.accumulate = cfg.accumulate
+        if self.accumulate > 1 and not cfg.fresh_g_noise:
+            raise ConfigError("train.accumulate > 1 needs train.fresh_g_noise: true (G would reuse one "
+                              "micro-batch's fakes for all)")
+        local = local_batch(cfg.batch_size, self.world, self.accumulate)
+        # One random stream per shard of the global batch (a process's micro-batch): shard s is
+        # seeded seed + 1 + s * stride, so a run of N processes draws what one process drawing N
+        # micro-batches draws, and a checkpoint's streams continue under either layout.
+        self.shards = [self.rank * self.accumulate + k for k in range(self.accumulate)]
+        self.rngs = [torch.Generator(device="cpu").manual_seed(cfg.seed + 1 + RANK_SEED_STRIDE * s)
+                     for s in self.shards]
+        self.rng = self.rngs[0]
         self.step_num = 0  # completed iterations
         self.want_stats = False  # callbacks set this when they need gradient norms this step
         self.stop_reason: str | None = None  # training diverged (NaN, a health stop)
         self.early_stop: str | None = None  # a callback ended training early (no improvement): not a failure
+        self._halted = False  # every process agreed to stop (multi-process runs)
+        self._unreached: dict[str, list[Tensor]] = {}  # per phase: the player's parameters its loss never reaches
         self.phases: list[Phase] = list(self.objective.phases(cfg))
         self.updates = {p.name: 0 for p in self.phases}
         self.optimizers = {"g": parts.opt_g, "d": parts.opt_d}
@@ -71,31 +104,61 @@ class Trainer:
             for m in (self.G, self.D):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
-        self.game = Game(self.G, self.D, parts.prior, parts.data, self.rng, self.device, cfg.batch_size,
-                         cfg.steps, cfg.autocast, channels_last)
+        if self.world.distributed:
+            shard_data(parts.data, self.rank, self.world.size)
+        precision = Precision(cfg.autocast, self.device)
+        self.precision = precision
+        g_net, d_net = (maybe_compile(m, cfg.compile) if m is not None else None for m in (self.G, self.D))
+        self.nets = {"g": replicate(g_net, self.world, self.device, cfg.sync_batchnorm),
+                     "d": replicate(d_net, self.world, self.device, cfg.sync_batchnorm) if d_net is not None else None}
+        self.game = Game(self.nets["g"], self.nets["d"], parts.prior, parts.data, self.rng, self.device, local,
+                         cfg.steps, precision.mode, channels_last, world=self.world)
 
     # -- the step ---------------------------------------------------------------------------
 
     def run_phase(self, phase: Phase) -> dict[str, Tensor]:
-        """One update of the phase's player: the objective's loss, backward, the optimizer's step."""
+        """One update of the phase's player: the objective's loss on each micro-batch, backward,
+        the optimizer's step (gradients averaged over micro-batches and processes)."""
         opt = self.optimizers[phase.player]
         assert opt is not None, f"phase {phase.name}: no optimizer for player '{phase.player}'"
         frozen = [p for who in phase.freeze for p in self.params[who] if p.requires_grad]
+        # Frozen players take no gradient: their DDP wrappers must not wait for one.
+        frozen_nets = [self.nets[who] for who in phase.freeze]
+        player = self.nets[phase.player]
+        parts = len(self.rngs)
         for p in frozen:
             p.requires_grad_(False)
+        micro: list[dict[str, Tensor]] = []
+        opt.zero_grad(set_to_none=True)
         try:
-            loss, logs = self.objective.loss(phase, self.game)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for k, rng in enumerate(self.rngs):
+                self.game.rng, self.game.micro = rng, k
+                # Gradients are reduced across processes once, in the last micro-batch's backward.
+                with no_sync(*frozen_nets, *([player] if k < parts - 1 else [])):
+                    loss, logs = self.objective.loss(phase, self.game)
+                    if self.world.distributed:
+                        if phase.name not in self._unreached:
+                            self._unreached[phase.name] = unreached(loss, self.params[phase.player])
+                        loss = loss + participation(self.params[phase.player])
+                    self.precision.backward(phase.player, loss / parts if parts > 1 else loss)
+                micro.append(logs)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
+            self.game.rng, self.game.micro = self.rngs[0], 0
+        for p in self._unreached.get(phase.name, ()):
+            # The zero gradient of participation only kept DDP from waiting: a parameter the loss
+            # does not reach keeps no gradient, so the optimizer leaves it alone, as in one process.
+            p.grad = None
+        logs = micro[0] if parts == 1 else {k: torch.stack([m[k].float() for m in micro]).mean()
+                                            for k in micro[0]}
+        self.precision.unscale(phase.player, opt)
         if self.want_stats:
             # A player's main phase reports its gradient norm; an occasional phase (lazy
             # regularization) reports under its own name, so it never masks the main one.
             key = phase.player if phase.interval == 1 else phase.name
             logs[f"grad_norm_{key}"] = grad_norm(self.params[phase.player])
-        opt.step()
+        self.precision.step(phase.player, opt)
         self.updates[phase.name] += 1
         if hasattr(self.objective, "after_update"):
             self.objective.after_update(phase, self.game, logs)
@@ -120,17 +183,56 @@ class Trainer:
             if fn is not None:
                 fn(self, *args)
 
+    def halted(self) -> bool:
+        """Whether training ends now: diverged or stopped early (on any process, once agreed)."""
+        if self.world.distributed:
+            return self._halted
+        return self.stop_reason is not None or self.early_stop is not None
+
+    def agree(self) -> None:
+        """Every process learns whether any stopped (NaN, a health stop, an early stop) and why.
+
+        Called after each step before the first collective callback (the checkpoint, which every
+        process takes part in), so no process waits in a collective the others have left.
+        """
+        if not self.world.distributed:
+            return
+        stopped, early = any_true([self.stop_reason is not None, self.early_stop is not None],
+                                  self.world, self.device)
+        if not (stopped or early):
+            return
+        reasons = gather((self.stop_reason, self.early_stop), self.world)
+        if stopped and self.stop_reason is None:
+            rank, why = next((r, s) for r, (s, _) in enumerate(reasons) if s is not None)
+            self.stop_reason = f"{why} (on process {rank})"
+        if early and self.early_stop is None and not stopped:
+            self.early_stop = next(e for _, e in reasons if e is not None)
+        self._halted = True
+
+    def _step_end(self, out: dict[str, Tensor]) -> None:
+        agreed = False
+        for cb in self.callbacks:
+            if getattr(cb, "collective", False) and not agreed:
+                self.agree()
+                agreed = True
+            fn = getattr(cb, "on_step_end", None)
+            if fn is not None:
+                fn(self, out)
+        if not agreed:
+            self.agree()
+
     def fit(self, steps: int | None = None) -> None:
         """Train until ``steps`` iterations are done (counting those of a resumed run)."""
         total = steps if steps is not None else self.cfg.steps
         self.G.train()
         if self.D is not None:
             self.D.train()
+        self.precision.choose(self)
         self._emit("on_train_start")
-        while self.step_num < total and self.stop_reason is None and self.early_stop is None:
+        while self.step_num < total and not self.halted():
             self.want_stats = any(getattr(cb, "wants_stats", lambda t: False)(self) for cb in self.callbacks)
             out = self.step()
-            self._emit("on_step_end", out)
+            self._step_end(out)
         self._emit("on_train_end")
 
     # -- state for checkpoints -----------------------------------------------------------------
@@ -146,23 +248,40 @@ class Trainer:
             keyed.append((key if seen[key] == 1 else f"{key}#{seen[key]}", cb))
         return keyed
 
+    def _process_state(self) -> dict[str, Any]:
+        """What differs between processes: their random streams and their data position."""
+        state: dict[str, Any] = {"rngs": [g.get_state() for g in self.rngs], "torch_rng": torch.get_rng_state()}
+        if hasattr(self.parts.data, "state_dict"):
+            state["data"] = self.parts.data.state_dict()
+        return state
+
     def state_dict(self) -> dict[str, Any]:
+        """The whole training state; in a multi-process run every process must call this (it
+        gathers each process's random streams and data position into the one checkpoint)."""
+        procs = gather(self._process_state(), self.world)
+        mine = procs[0]
         state: dict[str, Any] = {
             "step": self.step_num,
             "updates": dict(self.updates),
             "generator": self.G.state_dict(),
             "opt_g": self.parts.opt_g.state_dict(),
-            "rng": self.rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "rng": mine["rngs"][0],
+            "torch_rng": mine["torch_rng"],
+            # Every shard's stream in shard order, and the other processes' states: a run resumed
+            # with another number of processes (or micro-batches) picks up the streams it has.
+            "shard_rngs": [g for p in procs for g in p["rngs"]],
+            "processes": [{k: v for k, v in p.items() if k != "rngs"} for p in procs[1:]],
+            "layout": {"processes": self.world.size, "accumulate": self.accumulate},
         }
         if self.D is not None:
             state["discriminator"] = self.D.state_dict()
             assert self.parts.opt_d is not None
             state["opt_d"] = self.parts.opt_d.state_dict()
-        if hasattr(self.parts.data, "state_dict"):
-            state["data"] = self.parts.data.state_dict()
+        if "data" in mine:
+            state["data"] = mine["data"]
         if hasattr(self.objective, "state_dict"):
             state["objective"] = self.objective.state_dict()
+        state["precision"] = self.precision.state_dict()
         state["callbacks"] = {key: cb.state_dict() for key, cb in self._callback_keys()}
         return state
 
@@ -171,16 +290,27 @@ class Trainer:
         self.updates.update({k: int(v) for k, v in state.get("updates", {}).items()})
         self.G.load_state_dict(state["generator"])
         self.parts.opt_g.load_state_dict(state["opt_g"])
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        streams = state.get("shard_rngs") or [state["rng"]]
+        for s, g in zip(self.shards, self.rngs, strict=True):
+            if s < len(streams):  # a shard the saved run had continues its stream; a new one starts fresh
+                g.set_state(streams[s])
+        if self.rank == 0:
+            mine: dict[str, Any] | None = {"torch_rng": state["torch_rng"], **({"data": state["data"]} if "data" in state else {})}
+        else:
+            others = state.get("processes", [])
+            mine = others[self.rank - 1] if self.rank - 1 < len(others) else None
+        if mine is not None:
+            torch.set_rng_state(mine["torch_rng"])
         if self.D is not None:
             self.D.load_state_dict(state["discriminator"])
             assert self.parts.opt_d is not None
             self.parts.opt_d.load_state_dict(state["opt_d"])
-        if "data" in state and hasattr(self.parts.data, "load_state_dict"):
-            self.parts.data.load_state_dict(state["data"])
+        if mine is not None and "data" in mine and hasattr(self.parts.data, "load_state_dict"):
+            self.parts.data.load_state_dict(mine["data"])
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(state["objective"])
+        if "precision" in state:
+            self.precision.load_state_dict(state["precision"])
         saved = state.get("callbacks", {})
         for key, cb in self._callback_keys():
             if key in saved and hasattr(cb, "load_state_dict"):

@@ -166,8 +166,9 @@ def test_each_rank_draws_its_own_minibatches_and_only_rank_0_writes(tmp_path):
     assert not torch.equal(a.game.real()["x"], b.game.real()["x"])
     assert torch.equal(Trainer(assemble(cfg), cfg.train, rank=0).game.real()["x"],
                        Trainer(assemble(cfg), cfg.train, rank=0).game.real()["x"])
+    from ganforge.training.distributed import World
     from ganforge.training.run import train
-    train(cfg, tmp_path / "rank1", rank=1)
+    train(cfg, tmp_path / "rank1", world=World(rank=1, size=1))
     assert not (tmp_path / "rank1").exists()
-    train(cfg, tmp_path / "rank0", rank=0)
+    train(cfg, tmp_path / "rank0", world=World(rank=0, size=1))
     assert (tmp_path / "rank0" / "checkpoints" / "last.safetensors").is_file()

@@ -1,0 +1,839 @@
+"""Data larger than memory: image folders and table files streamed through DataLoader workers.
+
+The in-memory sources (:class:`~ganforge.data.tensor.TensorData`, :class:`~ganforge.tabular.data.TableData`)
+decode everything up front, which is fastest while the data fit in RAM and impossible once they do
+not. The sources here keep only a few batches (images) or a few chunks (tables) in memory: files
+are read and decoded in ``torch.utils.data.DataLoader`` worker processes while the model trains, and
+batches come out in pinned memory when CUDA is there, so the trainer's ``non_blocking`` copy overlaps
+the next step. :func:`should_stream` is how ``image-folder`` and ``table`` choose: they stream only when
+the decoded data would take more than a quarter of the machine's RAM (or an explicit ``memory_limit``).
+
+What every streaming source offers besides the :class:`~ganforge.data.source.DataSource` protocol:
+
+- ``set_shard(index, count, seed)``: in a run of ``count`` processes, process ``index`` sees only its
+  disjoint part of the data, and every process derives the epoch's order from ``(seed, epoch)``, so
+  the parts together are one pass over the data;
+- ``state_dict()`` / ``load_state_dict(state)``: the position (epoch and how far into it), as plain
+  ints, so a resumed run draws the batches the uninterrupted one would have drawn. A position saved
+  under another shard, or for a folder or file that changed size, starts a fresh epoch instead;
+- ``close()``: stops the workers. They start at the first batch, never at construction, so building
+  a data set to check a configuration costs only a file listing (images) or one pass that fits the
+  transformer on a sample (tables).
+
+Nothing here unpickles a user's file: images are decoded by Pillow, tables parsed by pandas or pyarrow.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from ganforge.data.imagefiles import UNREADABLE, decode_image, list_image_files, no_images_error
+from ganforge.data.spec import DataSpec
+from ganforge.registry import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ganforge.tabular.transformer import TableTransformer
+
+STREAM_CHOICES = ("auto", "true", "false")
+MP_CONTEXTS = ("fork", "spawn", "forkserver")
+# Memory a table takes per byte of its file, roughly: pandas' text columns, the cleaning copies and the
+# encoded float32 matrix (a continuous column becomes 1 + its modes floats). Compressed files inflate more.
+TABLE_EXPANSION = {"text": 10, "compressed": 50}
+_FALLBACK_RAM = 8 << 30  # where the OS does not say how much memory it has
+
+
+# -- choosing between memory and streaming ---------------------------------------------------------------------------
+
+
+def parse_stream(value: Any, what: str) -> str:
+    """``stream`` as one of :data:`STREAM_CHOICES` (YAML's ``true`` / ``false`` arrive as booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in STREAM_CHOICES:
+        return value.strip().lower()
+    raise ConfigError(f"{what}: stream must be one of {', '.join(STREAM_CHOICES)}, got {value!r}")
+
+
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (:data:`_FALLBACK_RAM` where the OS does not tell)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows) or no such name
+        return _FALLBACK_RAM
+
+
+def memory_threshold(memory_limit: int | None = None) -> int:
+    """The decoded size above which ``stream: auto`` streams: ``memory_limit`` bytes, else a quarter of RAM.
+
+    A quarter, because the in-memory path briefly holds the data twice (decoded, then as one tensor)
+    and the model, the optimizer and the other processes of a multi-GPU run need the rest.
+    """
+    if memory_limit is None:
+        return physical_memory() // 4
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit < 0:
+        raise ConfigError(f"memory_limit must be a number of bytes (an integer >= 0), got {memory_limit!r}")
+    return memory_limit
+
+
+def should_stream(stream: Any, needed_bytes: int, memory_limit: int | None, what: str) -> bool:
+    """Whether to stream: as ``stream`` says (``true`` / ``false``), or for ``auto`` when the decoded data
+    (``needed_bytes``) exceed :func:`memory_threshold`."""
+    choice = parse_stream(stream, what)
+    if choice != "auto":
+        return choice == "true"
+    return needed_bytes > memory_threshold(memory_limit)
+
+
+def table_memory_estimate(path: str | Path) -> int:
+    """Rough bytes a table file takes in memory: its size times :data:`TABLE_EXPANSION` (0 if it is missing)."""
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:  # missing or unreadable: the reader that follows says so in one line
+        return 0
+    compressed = head.startswith((b"\x1f\x8b", b"PAR1"))
+    return size * TABLE_EXPANSION["compressed" if compressed else "text"]
+
+
+def default_workers() -> int:
+    """Worker processes when not told: up to 4, leaving one core to the training process."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _check_workers(workers: int | None, what: str) -> int:
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"{what}: workers must be an integer >= 0 (0 = read in the training process), "
+                          f"got {workers!r}")
+    return workers
+
+
+def _check_context(context: str | None, what: str) -> str | None:
+    if context is not None and context not in MP_CONTEXTS:
+        raise ConfigError(f"{what}: context must be one of {', '.join(MP_CONTEXTS)}, got {context!r}")
+    return context
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed from several ints: (seed, epoch) pairs never collide the way seed + epoch would."""
+    return int(np.random.SeedSequence([int(p) % (1 << 63) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _generator(*parts: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(_seed(*parts))
+    return g
+
+
+def _worker_init(_: int) -> None:
+    # A worker decodes one item at a time; torch's default of one thread per core in every worker would
+    # only oversubscribe the cores the training process needs.
+    torch.set_num_threads(1)
+
+
+def _loader(dataset: Any, workers: int, context: str | None, **options: Any) -> DataLoader:
+    """A DataLoader with persistent workers (``workers`` = 0: in the calling process)."""
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"persistent_workers": True, "worker_init_fn": _worker_init, "multiprocessing_context": context,
+                 "prefetch_factor": 2}
+    return DataLoader(dataset, num_workers=workers, **options, **extra)
+
+
+def _stop(iterator: Any) -> None:
+    # Persistent workers only stop when their iterator is shut down (or garbage collected, at an
+    # unpredictable time): do it now.
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def _check_shard(index: int, count: int, seed: int) -> tuple[int, int, int]:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"shard count must be a positive integer, got {count!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        raise ValueError(f"shard index must be in [0, {count}), got {index!r}")
+    return index, count, int(seed)
+
+
+# -- image folders ---------------------------------------------------------------------------------------------------
+
+
+class _ImageFiles(Dataset):
+    """Item ``i``: ``(i, image)``, the float image (C, size, size) in [-1, 1], or ``(i, None)`` if unreadable."""
+
+    def __init__(self, files: Sequence[Path], size: int, channels: int) -> None:
+        # One numpy array of bytes, not a list of Paths: a forked worker reading a Python list touches
+        # every object's reference count and so copies the list page by page into each worker.
+        self.paths = np.array([os.fsencode(f) for f in files])
+        self.size, self.channels = size, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, Tensor | None]:
+        try:
+            pixels = decode_image(os.fsdecode(self.paths[i]), self.size, self.channels)
+        except UNREADABLE:  # the marker: counted and skipped by the source, as the in-memory reader does
+            return i, None
+        t = torch.from_numpy(np.array(pixels))  # a copy: Pillow's buffer is read-only
+        t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
+        # The arithmetic of to_tensor_images, so streamed pixels equal the in-memory ones bit for bit.
+        return i, t.float().div_(127.5).sub_(1.0).contiguous()
+
+
+def _collate_images(items: list[tuple[int, Tensor | None]]) -> tuple[Tensor, Tensor, Tensor | None]:
+    """File indices, which were readable, and the readable images stacked (None if there were none)."""
+    good = [t for _, t in items if t is not None]
+    return (torch.tensor([i for i, _ in items], dtype=torch.int64),
+            torch.tensor([t is not None for _, t in items], dtype=torch.bool),
+            torch.stack(good) if good else None)
+
+
+class _ShardOrder:
+    """File indices of stream positions: position ``p`` is item ``p % L`` of epoch ``p // L``'s order, the
+    ``index``-th of every ``count`` entries of a permutation seeded by ``(seed, epoch)`` (``L`` its length)."""
+
+    def __init__(self, n_files: int, index: int, count: int, seed: int) -> None:
+        self.n_files, self.index, self.count, self.seed = n_files, index, count, seed
+        self.length = len(range(index, n_files, count))
+        self._cached: tuple[int, Tensor] | None = None
+
+    def epoch(self, e: int) -> Tensor:
+        if self._cached is None or self._cached[0] != e:
+            perm = torch.randperm(self.n_files, generator=_generator(self.seed, e))
+            self._cached = (e, perm[self.index::self.count])
+        return self._cached[1]
+
+    def files(self, start: int, n: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            e, k = divmod(start + len(out), self.length)
+            out += self.epoch(e)[k:k + n - len(out)].tolist()
+        return out
+
+
+class _Batches:
+    """The batch sampler: lists of ``chunk`` file indices from stream position ``start`` on, without end."""
+
+    def __init__(self, order: _ShardOrder, start: int, chunk: int) -> None:
+        self.order, self.start, self.chunk = order, start, chunk
+
+    def __iter__(self) -> Iterator[list[int]]:
+        pos = self.start
+        while True:
+            yield self.order.files(pos, self.chunk)
+            pos += self.chunk
+
+
+class ImageFolderStream:
+    """The images of a folder (recursive, sorted; the extensions of ``load_image_folder``), decoded and
+    centre-cropped to ``channels`` x ``size`` x ``size`` in DataLoader workers, never all held in memory.
+
+    Batches are ``{"x": float32 (n, channels, size, size) in [-1, 1]}``, each image exactly what
+    :func:`~ganforge.data.images.load_image_folder` gives for it. Each epoch visits the files in a new
+    order seeded by ``(seed, epoch)``; a batch may span the end of one epoch and the start of the next.
+    ``generator`` is not used: the order depends on the shard's seed only, so every process of a
+    multi-process run agrees on it. Unreadable files are skipped, the batch is refilled from the next
+    files, and one warning counts them after the first epoch (or at :meth:`close`); :attr:`skipped` has
+    the count. A folder without any readable image is a :class:`ConfigError` at the first batch.
+
+    ``workers`` processes decode (default :func:`default_workers`; 0 decodes in this process);
+    ``context`` is the multiprocessing start method (default: torch's, ``fork`` on Linux).
+    """
+
+    def __init__(self, path: str | Path, size: int = 28, channels: int = 1, workers: int | None = None,
+                 context: str | None = None, *, files: Sequence[Path] | None = None) -> None:
+        self.folder, listed = list_image_files(path, size, channels)
+        files = listed if files is None else list(files)  # ``files``: the caller's listing of the same folder
+        if not files:
+            raise no_images_error(self.folder)
+        self.size, self.channels = size, channels
+        self.files = files
+        self.workers = _check_workers(workers, "image folder")
+        self.context = _check_context(context, "image folder")
+        self._dataset = _ImageFiles(files, size, channels)
+        self._shard = (0, 1, 0)
+        # The position as (epoch, offset into the epoch, the shard and file count it was counted under).
+        self._mark: tuple[int, ...] = (0, 0, *self._key())
+        self._iter: Any = None
+        self._bad: set[int] = set()
+        self._warned = False
+
+    # -- the protocol ---------------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.channels, self.size, self.size)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(self.shape)
+
+    def __len__(self) -> int:
+        """Files listed, less those found unreadable so far."""
+        return len(self.files) - len(self._bad)
+
+    @property
+    def skipped(self) -> int:
+        """Unreadable files met so far."""
+        return len(self._bad)
+
+    def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The next ``n`` readable images of this shard's stream (``generator`` unused, see the class doc)."""
+        if n < 1:
+            raise ValueError(f"batch size must be positive, got {n}")
+        if self._iter is None:
+            self._start(n)
+        parts: list[Tensor] = []
+        have, bad_run = 0, 0
+        while have < n:
+            if self._left is None:
+                self._left = self._fetch()
+            x, pos = self._left
+            if len(x) == 0:
+                bad_run += self._chunk
+                self._left = None
+                if bad_run >= self._order.length:  # a whole epoch of this shard and not one readable image
+                    self.close()
+                    raise ConfigError(f"{no_images_error(self.folder)}: none of its {len(self.files)} "
+                                      f"image files can be read")
+                continue
+            take = min(n - have, len(x))
+            parts.append(x[:take])
+            have += take
+            self._left = (x[take:], pos[take:]) if take < len(x) else None
+        self._maybe_warn()
+        pos_next = int(self._left[1][0]) if self._left is not None else self._fetched
+        self._mark = (*divmod(pos_next, self._order.length), *self._key())
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if self._pin and not out.is_pinned():  # a refilled batch is a fresh tensor: pin it like the loader's
+            out = out.pin_memory()
+        return {"x": out}
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.batch(n, generator)["x"]
+
+    def set_shard(self, index: int, count: int, seed: int) -> None:
+        """Serve only the ``index``-th of every ``count`` files of each epoch's order (seeded by ``(seed, epoch)``)."""
+        shard = _check_shard(index, count, seed)
+        if shard != self._shard:
+            self._stop_workers()
+            self._shard = shard
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, offset = self._position()
+        index, count, seed = self._shard
+        return {"epoch": epoch, "offset": offset, "shard_index": index, "shard_count": count, "seed": seed,
+                "files": len(self.files)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved position (another shard's, another folder's or another source's: a fresh epoch)."""
+        self._stop_workers()
+        try:
+            key = (int(state["shard_index"]), int(state["shard_count"]), int(state["seed"]), int(state["files"]))
+            self._mark = (int(state["epoch"]), int(state["offset"]), *key)
+        except (KeyError, TypeError, ValueError):  # e.g. the state of an in-memory run of the same data
+            self._mark = (0, 0, *self._key())
+
+    def close(self) -> None:
+        """Stop the workers, and warn about unreadable files if that has not been done yet."""
+        self._stop_workers()
+        self._maybe_warn(force=True)
+
+    def __enter__(self) -> ImageFolderStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- inside ---------------------------------------------------------------------------------------
+
+    def _key(self) -> tuple[int, ...]:
+        return (*self._shard, len(self.files))
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, offset) under the current shard; one counted under another starts a fresh epoch."""
+        epoch, offset, *key = self._mark
+        if tuple(key) != self._key():
+            self._mark = (epoch + (offset > 0), 0, *self._key())
+        return self._mark[0], self._mark[1]
+
+    def _start(self, n: int) -> None:
+        index, count, seed = self._shard
+        self._order = _ShardOrder(len(self.files), index, count, seed)
+        if self._order.length == 0:
+            raise ConfigError(f"image folder {self.folder}: {len(self.files)} files are too few for {count} "
+                              f"processes")
+        epoch, offset = self._position()
+        start = epoch * self._order.length + offset
+        # The loader's batches have the first request's size: a later, different n is served by
+        # slicing and joining them, without restarting the workers.
+        self._chunk = n
+        self._pin = torch.cuda.is_available()
+        loader = _loader(self._dataset, self.workers, self.context, batch_sampler=_Batches(self._order, start, n),
+                         collate_fn=_collate_images, pin_memory=self._pin)
+        self._iter = iter(loader)
+        self._fetched = start  # the stream position of the loader's next batch
+        self._left: tuple[Tensor, Tensor] | None = None  # readable images fetched, not yet served, and positions
+        self._warn_at = (epoch + 1) * self._order.length  # the end of the first epoch this source serves
+
+    def _fetch(self) -> tuple[Tensor, Tensor]:
+        """The loader's next batch as (readable images, their stream positions); counts the unreadable."""
+        idx, ok, x = next(self._iter)
+        positions = torch.arange(self._fetched, self._fetched + len(ok))
+        self._fetched += len(ok)
+        self._bad.update(idx[~ok].tolist())
+        if x is None:
+            x = torch.empty(0, *self.shape)
+        return x, positions[ok]
+
+    def _maybe_warn(self, force: bool = False) -> None:
+        if self._warned or not self._bad or not (force or self._fetched >= self._warn_at):
+            return
+        self._warned = True
+        example = self.files[min(self._bad)].name  # the first in sorted order, as the in-memory reader names
+        warnings.warn(f"skipped {len(self._bad)} unreadable files in {self.folder}, e.g. {example}", stacklevel=3)
+
+    def _stop_workers(self) -> None:
+        if self._iter is not None:
+            # The next batch starts a new loader at the position served so far (the images fetched
+            # but not served are decoded again then).
+            self._position()
+            _stop(self._iter)
+            self._iter, self._left = None, None
+
+    _fetched = 0
+    _warn_at = 1 << 62
+
+
+# -- tables ----------------------------------------------------------------------------------------------------------
+
+
+class _TableFile:
+    """How to read one table file in chunks of ``chunk_rows`` rows (plain attributes: workers get a copy)."""
+
+    def __init__(self, path: str, parquet: bool, gz: bool, delimiter: str | None, encoding: str | None,
+                 chunk_rows: int) -> None:
+        self.path, self.parquet, self.gz = path, parquet, gz
+        self.delimiter, self.encoding, self.chunk_rows = delimiter, encoding, chunk_rows
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """The raw chunks in file order: Parquet with its schema's types, text as strings (NaN where missing)."""
+        import pandas as pd
+
+        if self.parquet:
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(self.path) as f:
+                for b in f.iter_batches(batch_size=self.chunk_rows):
+                    yield b.to_pandas()
+            return
+        # Every text column as strings: pandas would guess a column's type chunk by chunk (an int column
+        # with a blank in one chunk only), so the types are decided once, on the sample, by clean_table.
+        with pd.read_csv(self.path, sep=self.delimiter, encoding=self.encoding, dtype=str, engine="c",
+                         compression="gzip" if self.gz else None, chunksize=self.chunk_rows) as reader:
+            yield from reader
+
+
+def _kind(dtype: Any) -> str:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    return "other"
+
+
+def _conform(raw: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
+    """A raw chunk cleaned as ``read_table`` cleans a table, each column then given the kind the sample's got.
+
+    clean_table decides a text column's type from the values it sees; a chunk can see other values
+    than the sample (no blank, a stray word), and the transformer needs one type per column.
+    """
+    import warnings as _w
+
+    import numpy as np
+    import pandas as pd
+
+    from ganforge.tabular.io import _clean
+
+    cleaned, _ = _clean(raw, None)  # its messages were shown once, for the sample
+    for i, want in enumerate(kinds):
+        if _kind(cleaned.dtypes.iloc[i]) == want:
+            continue
+        s = raw.iloc[:, i]
+        if want == "number":
+            v = pd.to_numeric(s, errors="coerce")
+            v = v.mask(np.isinf(v.to_numpy(dtype=float, na_value=np.nan)))
+        elif want == "datetime":
+            with _w.catch_warnings():
+                _w.simplefilter("ignore")  # pandas warns that it parses value by value: this chunk only
+                v = pd.to_datetime(s, errors="coerce")
+        elif want == "bool":
+            v = s.astype("string").str.strip().str.lower().map({"true": True, "false": False}).astype("boolean")
+        else:
+            v = s.astype(object)
+        cleaned.isetitem(i, v.array if hasattr(v, "array") else v)
+    return cleaned
+
+
+class _TableChunks(IterableDataset):
+    """Encoded chunks ``(ordinal, x, codes)`` from chunk ordinal ``start`` on, without end.
+
+    Ordinal ``q`` is chunk ``q % n_chunks`` of epoch ``q // n_chunks``; only this shard's rows (global
+    row ``r`` with ``r % count == index``) are encoded. With several workers, worker ``w`` encodes the
+    ordinals ``start + w + k * workers``: the DataLoader asks the workers in turn, so they come back in order.
+    """
+
+    def __init__(self, file: _TableFile, transformer: TableTransformer, kinds: list[str], row_starts: list[int],
+                 shard: tuple[int, int, int], start: int) -> None:
+        self.file, self.transformer, self.kinds = file, transformer, kinds
+        self.row_starts, self.shard, self.start = row_starts, shard, start
+
+    def __iter__(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        info = get_worker_info()
+        w, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        n_chunks = len(self.row_starts)
+        epoch = self.start // n_chunks
+        while True:
+            for k, raw in enumerate(self.file.chunks()):
+                q = epoch * n_chunks + k
+                if q >= self.start and (q - self.start) % workers == w:
+                    yield q, *self._encode(epoch, k, raw)
+            epoch += 1
+
+    def _encode(self, epoch: int, k: int, raw: pd.DataFrame) -> tuple[Tensor, Tensor]:
+        index, count, seed = self.shard
+        first = self.row_starts[k]
+        mine = raw.iloc[(index - first) % count::count] if count > 1 else raw
+        if len(mine) == 0:
+            d = len(self.transformer.discrete_columns())
+            return torch.zeros(0, self.transformer.width), torch.zeros(0, d, dtype=torch.int64)
+        # A chunk's modes are drawn with a seed of its own: the same chunk encodes the same after a resume.
+        x, codes = self.transformer.encode(_conform(mine.reset_index(drop=True), self.kinds),
+                                           seed=_seed(seed, epoch, k))
+        return x, torch.from_numpy(codes) if codes is not None else torch.zeros(len(x), 0, dtype=torch.int64)
+
+
+class TableStream:
+    """A CSV, TSV or Parquet file too large for memory, streamed in chunks; the same batches as
+    :class:`~ganforge.tabular.data.TableData` give (``x`` in G's output space, ``c`` when conditional).
+
+    How, and what it approximates:
+
+    - **The transformer is fitted on a sample.** One pass over the file at construction draws a
+      uniform sample of ``sample_rows`` rows (bottom-k of random keys, i.e. reservoir sampling) and fits
+      :class:`~ganforge.tabular.transformer.TableTransformer` (with ``transformer`` options) on it; the
+      column types are decided on the sample too, as ``read_table`` would decide them, and every chunk
+      is conformed to them. A category absent from the sample is encoded as the transformer encodes
+      unknown values (the pooled or the commonest category).
+    - **Shuffling is within a buffer.** Chunks of ``chunk_rows`` rows are read in file order, encoded
+      in ``workers`` background processes (default 1: each worker parses the whole file and encodes
+      its share of the chunks), and grouped into blocks of ``buffer_chunks`` consecutive chunks; a
+      block's rows are served in an order seeded by ``(seed, shard index, epoch, block)``, so rows mix
+      within a block, not across the file. A sorted file stays locally sorted: shuffle it once if
+      that matters.
+    - **Training-by-sampling within the buffer.** With ``conditional`` (and discrete columns) a batch
+      is drawn from the current block as :class:`TableData` draws from the whole table (column
+      uniformly, category at its log-frequency in the block, then a row holding it), with the trainer's
+      ``generator``; :meth:`fake_conditions` draws from the same block, so real and fake conditions
+      follow one distribution. The block changes after as many rows as it holds have been drawn.
+    - **Shards** are rows: process ``index`` of ``count`` takes the rows ``r`` with ``r % count == index``.
+
+    Gzipped Parquet cannot be streamed (it must be decompressed first: Parquet is compressed already).
+    """
+
+    def __init__(self, path: str | Path, discrete_columns: Sequence[str] | None = None, conditional: bool = True,
+                 seed: int = 0, delimiter: str | None = None, encoding: str | None = None,
+                 workers: int | None = None, sample_rows: int = 100_000, chunk_rows: int = 20_000,
+                 buffer_chunks: int = 4, context: str | None = None, **transformer: Any) -> None:
+        from ganforge.tabular.io import clean_table
+        from ganforge.tabular.transformer import TableTransformer
+
+        for name, value, low in (("sample_rows", sample_rows, 2), ("chunk_rows", chunk_rows, 1),
+                                 ("buffer_chunks", buffer_chunks, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"table stream: {name} must be an integer >= {low}, got {value!r}")
+        self.path = Path(path)
+        self.workers = min(_check_workers(workers, "table stream"), 1) if workers is None else \
+            _check_workers(workers, "table stream")
+        self.context = _check_context(context, "table stream")
+        self.seed, self.buffer_chunks = int(seed), buffer_chunks
+        self.file = _open_table(self.path, delimiter, encoding, chunk_rows)
+        sample, self.row_starts, self.rows = _sample_rows(self.file, sample_rows, self.seed)
+        cleaned, _ = clean_table(sample)
+        self.kinds = [_kind(t) for t in cleaned.dtypes]
+        self.transform = TableTransformer(seed=self.seed, **transformer).fit(cleaned, discrete_columns)
+        self.layout = self.transform.discrete_layout()
+        self.conditional = bool(conditional and self.layout)
+        self._shard = (0, 1, 0)
+        self._mark: tuple[int, ...] = (0, 0, 0, *self._key())  # (epoch, block, offset, shard and rows counted under)
+        self._iter: Any = None
+        self._block: Any = None
+
+    # -- the protocol ---------------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.transform.width,)
+
+    @property
+    def spec(self) -> DataSpec:
+        extra: dict[str, Any] = {}
+        c_dim = 0
+        if self.conditional:
+            widths = [w for _, w in self.layout]
+            c_offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+            c_dim = int(sum(widths))
+            # As TableData's spec: where each condition's one-hot sits in G's output and in c.
+            extra["condition_spans"] = [[int(o), int(w), int(co)]
+                                        for (o, w), co in zip(self.layout, c_offsets, strict=True)]
+        return DataSpec(self.shape, spans=self.transform.spans, condition_dim=c_dim, extra=extra)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``n`` rows: the next of the block's shuffled order, or, when conditional, drawn by training-by-sampling."""
+        if n < 1:
+            raise ValueError(f"batch size must be positive, got {n}")
+        if self._iter is None:
+            self._start()
+        if self.conditional:
+            if self._offset >= self._block_rows:
+                self._next_block()
+            out = self._block.batch(n, generator)
+            self._offset += n
+        else:
+            parts, have = [], 0
+            while have < n:
+                if self._offset >= self._block_rows:
+                    self._next_block()
+                take = min(n - have, self._block_rows - self._offset)
+                parts.append(self._perm[self._offset:self._offset + take])
+                self._offset += take
+                have += take
+            idx = parts[0] if len(parts) == 1 else None
+            x = self._block.x[idx] if idx is not None else torch.cat([self._rows_of(p) for p in parts])
+            out = {"x": x}
+        self._mark = (self._epoch, self._block_index, self._offset, *self._key())
+        return {k: v.pin_memory() for k, v in out.items()} if self._pin else out
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.batch(n, generator)["x"]
+
+    def fake_conditions(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Conditions for G's samples, drawn as the current block draws the real ones (nothing if unconditional)."""
+        if not self.conditional:
+            return {}
+        if self._iter is None:
+            self._start()
+        return self._block.fake_conditions(n, generator)
+
+    def set_shard(self, index: int, count: int, seed: int) -> None:
+        """Serve only the rows ``r`` with ``r % count == index``; blocks are shuffled with ``seed``."""
+        shard = _check_shard(index, count, seed)
+        if shard != self._shard:
+            self._stop_workers()
+            self._shard = shard
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, block, offset = self._position()
+        index, count, seed = self._shard
+        return {"epoch": epoch, "block": block, "offset": offset, "shard_index": index, "shard_count": count,
+                "seed": seed, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved position (another shard's or another file's: a fresh epoch)."""
+        self._stop_workers()
+        try:
+            key = (int(state["shard_index"]), int(state["shard_count"]), int(state["seed"]), int(state["rows"]))
+            self._mark = (int(state["epoch"]), int(state["block"]), int(state["offset"]), *key)
+        except (KeyError, TypeError, ValueError):  # e.g. the state of an in-memory run of the same table
+            self._mark = (0, 0, 0, *self._key())
+
+    def close(self) -> None:
+        """Stop the workers (the next batch starts them again where this one left off)."""
+        self._stop_workers()
+
+    def __enter__(self) -> TableStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- inside ---------------------------------------------------------------------------------------
+
+    def _key(self) -> tuple[int, ...]:
+        return (*self._shard, self.rows)
+
+    def _position(self) -> tuple[int, int, int]:
+        epoch, block, offset, *key = self._mark
+        if tuple(key) != self._key():
+            self._mark = (epoch + (block > 0 or offset > 0), 0, 0, *self._key())
+        return self._mark[0], self._mark[1], self._mark[2]
+
+    def _blocks(self) -> int:
+        return -(-len(self.row_starts) // self.buffer_chunks)
+
+    def _start(self) -> None:
+        epoch, block, offset = self._position()
+        if block >= self._blocks():  # a position past the last block is the next epoch's start
+            epoch, block, offset = epoch + 1, 0, 0
+        self._pin = torch.cuda.is_available()
+        start = epoch * len(self.row_starts) + block * self.buffer_chunks
+        chunks = _TableChunks(self.file, self.transform, self.kinds, self.row_starts, self._shard, start)
+        # batch_size=None: the items are chunks, grouped into blocks here; batches are gathered from the
+        # block in this process, so it is they that are pinned (in batch), not the chunks.
+        self._iter = iter(_loader(chunks, self.workers, self.context, batch_size=None))
+        self._next_q = start
+        self._epoch, self._block_index = epoch, block
+        self._load_block()
+        self._offset = offset
+
+    def _next_block(self) -> None:
+        empty = 0
+        while True:
+            self._block_index += 1
+            if self._block_index >= self._blocks():
+                self._epoch, self._block_index = self._epoch + 1, 0
+            self._load_block()
+            self._offset = 0
+            if self._block_rows > 0:
+                return
+            empty += 1
+            if empty > self._blocks():  # a whole epoch of empty blocks: this shard has no rows
+                self.close()
+                raise ConfigError(f"table '{self.path}': {self.rows} rows are too few for {self._shard[1]} processes")
+
+    def _load_block(self) -> None:
+        from ganforge.tabular.data import TableData
+
+        n_chunks = len(self.row_starts)
+        first = self._block_index * self.buffer_chunks
+        xs, codes = [], []
+        for _ in range(min(self.buffer_chunks, n_chunks - first)):
+            q, x, c = next(self._iter)
+            assert q == self._next_q, f"chunk {q} arrived where {self._next_q} was due"
+            self._next_q += 1
+            xs.append(x)
+            codes.append(c)
+        x, c = torch.cat(xs), torch.cat(codes)
+        self._block_rows = len(x)
+        if self.conditional:
+            self._block = TableData(x, c.numpy() if len(x) else None, self.layout, self.transform.spans,
+                                    conditional=len(x) > 0)
+        else:
+            self._block = TableData(x, conditional=False)
+            index, _, seed = self._shard
+            self._perm = torch.randperm(len(x), generator=_generator(seed, index, self._epoch, self._block_index))
+        if self._block_rows == 0 and self._offset_is_start():
+            pass
+
+    def _offset_is_start(self) -> bool:
+        return True
+
+    def _rows_of(self, idx: Tensor) -> Tensor:
+        return self._block.x[idx]
+
+    def _stop_workers(self) -> None:
+        if self._iter is not None:
+            self._position()
+            _stop(self._iter)
+            self._iter, self._block = None, None
+
+
+def _open_table(path: Path, delimiter: str | None, encoding: str | None, chunk_rows: int) -> _TableFile:
+    """Recognise the file as ``read_table`` does (content first, suffix second) and settle how to read it."""
+    from ganforge.tabular import io as tio
+
+    label = str(path)
+    if not path.exists():
+        raise tio._error(label, "does not exist")
+    if path.is_dir():
+        raise tio._error(label, "is a folder, not a table file")
+    name = path.name.lower()
+    head = tio._read_head(path, label, gz=False)
+    gz = head.startswith(tio._GZIP_MAGIC)
+    if name.endswith(".gz") and not gz:
+        raise tio._error(label, "ends in .gz but is not gzip-compressed")
+    if gz:
+        head = tio._read_head(path, label, gz=True)
+    if head.startswith(tio._PARQUET_MAGIC):
+        if gz:
+            raise tio._error(label, "is gzip-compressed Parquet, which cannot be streamed: decompress it first")
+        return _TableFile(str(path), True, False, None, None, chunk_rows)
+    if tio._strip_gz(name).endswith(".parquet"):
+        raise tio._error(label, "is not a readable Parquet file (it does not start with the Parquet magic bytes 'PAR1')")
+    if head.startswith(tio._ZIP_MAGIC):
+        raise tio._error(label, "is a zip archive (an Excel .xlsx file?), not a text table; save it as CSV or Parquet")
+    encoding = tio._choose_encoding(path, label, gz, encoding)
+    text = tio._text_sample(path, label, gz, encoding)
+    if delimiter is None:
+        fallback = "\t" if tio._strip_gz(name).endswith((".tsv", ".tab")) else ","
+        delimiter = tio._sniff_delimiter(text, fallback)
+    else:
+        delimiter = tio._check_delimiter(delimiter)
+    tio._check_header(text, delimiter, label)
+    return _TableFile(str(path), False, gz, delimiter, encoding, chunk_rows)
+
+
+def _sample_rows(file: _TableFile, k: int, seed: int) -> tuple[pd.DataFrame, list[int], int]:
+    """One pass: a uniform sample of ``k`` rows (in file order), each chunk's first row number, the row count.
+
+    Every row gets a random key and the ``k`` smallest keys are kept (reservoir sampling, one chunk at
+    a time), so memory holds at most the sample and one chunk.
+    """
+    import pandas as pd
+
+    from ganforge.tabular import io as tio
+
+    label = str(file.path)
+    rng = np.random.default_rng(_seed(seed, 1))
+    kept: pd.DataFrame | None = None
+    keys = np.empty(0)
+    rows: np.ndarray = np.empty(0, dtype=np.int64)
+    starts: list[int] = []
+    total = 0
+    try:
+        with tio._io_errors(label, file.gz):
+            for chunk in file.chunks():
+                starts.append(total)
+                m = len(chunk)
+                chunk = chunk.set_axis(pd.RangeIndex(m))
+                kept = chunk if kept is None else pd.concat([kept, chunk], ignore_index=True)
+                keys = np.concatenate([keys, rng.random(m)])
+                rows = np.concatenate([rows, np.arange(total, total + m)])
+                total += m
+                if len(kept) > k:
+                    keep = np.sort(np.argpartition(keys, k - 1)[:k])
+                    kept, keys, rows = kept.iloc[keep].reset_index(drop=True), keys[keep], rows[keep]
+    except pd.errors.EmptyDataError as exc:
+        raise tio._error(label, "is empty") from exc
+    except pd.errors.ParserError as exc:
+        raise tio._error(label, tio._parser_problem(exc)) from exc
+    except ConfigError:
+        raise
+    except Exception as exc:  # pyarrow's several error types, a decoding error in a file that changed
+        raise tio._error(label, f"cannot be read as a table ({tio._first_line(exc)})") from exc
+    if kept is None or kept.shape[1] == 0:
+        raise tio._error(label, "is empty")
+    if total == 0:
+        raise tio._error(label, "has a header but no rows" if not file.parquet else "has columns but no rows")
+    return kept, starts, total
