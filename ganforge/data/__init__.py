@@ -31,19 +31,32 @@ register_dataset("stacked-mnist", stacked_mnist_data)
 
 
 def table_data(path: str = "", discrete_columns: list[str] | None = None, conditional: bool = True, seed: int = 0,
-               delimiter: str | None = None, encoding: str | None = None, **transformer: Any) -> Any:
+               delimiter: str | None = None, encoding: str | None = None, stream: str | bool = "auto",
+               workers: int | None = None, memory_limit: int | None = None, sample_rows: int = 100_000,
+               chunk_rows: int = 20_000, buffer_chunks: int = 4, **transformer: Any) -> Any:
     """A table file (CSV, TSV, Parquet; gzip allowed) as a data source for the tabular presets:
     ``ganforge train tabular-ctgan --set data.options.path=FILE`` (``conditional: false`` for TVAE).
-    ``transformer`` options go to :class:`~ganforge.tabular.TableTransformer`. Needs pandas."""
+    ``transformer`` options go to :class:`~ganforge.tabular.TableTransformer`. Needs pandas.
+
+    With ``stream: auto`` a file whose table would exceed ``memory_limit`` bytes in memory (default a
+    quarter of RAM; estimated from the file's size) is streamed in chunks
+    (:class:`~ganforge.data.streaming.TableStream`: ``workers``, ``sample_rows``, ``chunk_rows`` and
+    ``buffer_chunks`` are its options); ``stream: true`` / ``false`` force either."""
+    from ganforge.data.streaming import TableStream, should_stream, table_memory_estimate
+
     if not path:
         raise ConfigError("data 'table' needs options.path: a CSV, TSV or Parquet file")
+    if should_stream(stream, table_memory_estimate(path), memory_limit, "data 'table'"):
+        return TableStream(path, discrete_columns, conditional, seed, delimiter, encoding, workers=workers,
+                           sample_rows=sample_rows, chunk_rows=chunk_rows, buffer_chunks=buffer_chunks, **transformer)
     from ganforge.tabular.data import table_source
     from ganforge.tabular.io import read_table
 
     return table_source(read_table(path, delimiter, encoding), discrete_columns, conditional, seed=seed, **transformer)
 
 
-register_dataset("table", table_data, "a table file (options: path, discrete_columns, conditional, seed)")
+register_dataset("table", table_data, "a table file (options: path, discrete_columns, conditional, seed, stream, "
+                 "workers, memory_limit)")
 
 
 def _oracle(**options: Any) -> Any:

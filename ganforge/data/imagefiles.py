@@ -20,8 +20,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)
 
 
-def list_image_files(path: str | Path, size: int, channels: int) -> tuple[Path, list[Path]]:
-    """The folder and every file with an image extension under it (recursive, sorted); checks the options."""
+def check_image_folder(path: str | Path, size: int, channels: int) -> Path:
+    """The folder, after checking that it exists and that ``size`` and ``channels`` are valid."""
     folder = Path(path).expanduser()
     if channels not in (1, 3):
         raise ConfigError(f"image folder: channels must be 1 or 3, got {channels}")
@@ -29,6 +29,12 @@ def list_image_files(path: str | Path, size: int, channels: int) -> tuple[Path, 
         raise ConfigError(f"image folder: size must be a positive integer, got {size!r}")
     if not folder.is_dir():
         raise ConfigError(f"image folder not found: {folder}")
+    return folder
+
+
+def list_image_files(path: str | Path, size: int, channels: int) -> tuple[Path, list[Path]]:
+    """The folder and every file with an image extension under it (recursive, sorted); checks the options."""
+    folder = check_image_folder(path, size, channels)
     return folder, sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 

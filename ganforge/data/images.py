@@ -10,18 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from ganforge.data.imagefiles import (
-    IMAGE_EXTENSIONS,
+    IMAGE_EXTENSIONS,  # noqa: F401 - callers import it from here, where it used to live
     UNREADABLE,
     decode_image,
     list_image_files,
     no_images_error,
+    square_image,
 )
-from ganforge.data.imagefiles import square_image as _square
 from ganforge.data.mnist import data_dirs, download_file, embedded_mnist, to_tensor_images
+from ganforge.data.streaming import ImageFolderStream, parse_stream, should_stream
 from ganforge.data.tensor import TensorData
 from ganforge.registry import ConfigError
 
@@ -130,6 +130,9 @@ def cifar10_data(split: str = "train", root: str | Path | None = None, download:
 
 # -- a folder of images ----------------------------------------------------------------------------------------------
 
+_square = square_image  # its old name: captions.py imports it from here
+
+
 def _read_folder(path: str | Path, size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
     """uint8 images (N, size, size[, 3]) of every readable image under ``path`` (sorted), and their paths."""
     folder, files = list_image_files(path, size, channels)
@@ -168,8 +171,20 @@ def load_image_folder_with_labels(path: str | Path, size: int, channels: int) ->
     return to_tensor_images(x), labels, classes
 
 
-def image_folder_data(path: str, size: int = 28, channels: int = 1) -> TensorData:
-    """Images from a folder (recursive), resized and centre-cropped to channels x size x size."""
+def image_folder_data(path: str, size: int = 28, channels: int = 1, stream: str | bool = "auto",
+                      workers: int | None = None, memory_limit: int | None = None) -> TensorData | ImageFolderStream:
+    """Images from a folder (recursive), resized and centre-cropped to channels x size x size.
+
+    Small folders are decoded into memory (:class:`TensorData`); with ``stream: auto`` a folder whose
+    decoded images (files x channels x size x size float32) would exceed ``memory_limit`` bytes (default
+    a quarter of RAM) is streamed instead (:class:`~ganforge.data.streaming.ImageFolderStream`, decoded
+    by ``workers`` processes); ``stream: true`` / ``false`` force either.
+    """
+    choice = parse_stream(stream, "image folder")
+    if choice != "false":
+        _, files = list_image_files(path, size, channels)
+        if should_stream(choice, len(files) * channels * size * size * 4, memory_limit, "image folder"):
+            return ImageFolderStream(path, size, channels, workers=workers, files=files)
     return TensorData(load_image_folder(path, size, channels))
 
 

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from ganforge.data.imagefiles import UNREADABLE, decode_image, list_image_files, no_images_error
+from ganforge.data.imagefiles import UNREADABLE, check_image_folder, decode_image, list_image_files, no_images_error
 from ganforge.data.spec import DataSpec
 from ganforge.registry import ConfigError
 
@@ -256,8 +256,9 @@ class ImageFolderStream:
 
     def __init__(self, path: str | Path, size: int = 28, channels: int = 1, workers: int | None = None,
                  context: str | None = None, *, files: Sequence[Path] | None = None) -> None:
-        self.folder, listed = list_image_files(path, size, channels)
-        files = listed if files is None else list(files)  # ``files``: the caller's listing of the same folder
+        self.folder = check_image_folder(path, size, channels)
+        # ``files``: the caller's listing of this folder (image_folder_data lists it to choose), else ours.
+        files = list_image_files(path, size, channels)[1] if files is None else list(files)
         if not files:
             raise no_images_error(self.folder)
         self.size, self.channels = size, channels
@@ -269,6 +270,9 @@ class ImageFolderStream:
         # The position as (epoch, offset into the epoch, the shard and file count it was counted under).
         self._mark: tuple[int, ...] = (0, 0, *self._key())
         self._iter: Any = None
+        self._left: tuple[Tensor, Tensor] | None = None  # readable images fetched, not yet served, and positions
+        self._fetched = 0  # the stream position of the loader's next batch
+        self._warn_at = 0  # the end of the first epoch this source serves: then the warning is due
         self._bad: set[int] = set()
         self._warned = False
 
@@ -298,16 +302,15 @@ class ImageFolderStream:
         if self._iter is None:
             self._start(n)
         parts: list[Tensor] = []
-        have, bad_run = 0, 0
+        have = 0
         while have < n:
             if self._left is None:
                 self._left = self._fetch()
             x, pos = self._left
             if len(x) == 0:
-                bad_run += self._chunk
                 self._left = None
-                if bad_run >= self._order.length:  # a whole epoch of this shard and not one readable image
-                    self.close()
+                if len(self._bad) == len(self.files):
+                    self._stop_workers()
                     raise ConfigError(f"{no_images_error(self.folder)}: none of its {len(self.files)} "
                                       f"image files can be read")
                 continue
@@ -326,7 +329,7 @@ class ImageFolderStream:
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return self.batch(n, generator)["x"]
 
-    def set_shard(self, index: int, count: int, seed: int) -> None:
+    def set_shard(self, index: int, count: int, seed: int = 0) -> None:
         """Serve only the ``index``-th of every ``count`` files of each epoch's order (seeded by ``(seed, epoch)``)."""
         shard = _check_shard(index, count, seed)
         if shard != self._shard:
@@ -381,14 +384,12 @@ class ImageFolderStream:
         start = epoch * self._order.length + offset
         # The loader's batches have the first request's size: a later, different n is served by
         # slicing and joining them, without restarting the workers.
-        self._chunk = n
         self._pin = torch.cuda.is_available()
         loader = _loader(self._dataset, self.workers, self.context, batch_sampler=_Batches(self._order, start, n),
                          collate_fn=_collate_images, pin_memory=self._pin)
         self._iter = iter(loader)
-        self._fetched = start  # the stream position of the loader's next batch
-        self._left: tuple[Tensor, Tensor] | None = None  # readable images fetched, not yet served, and positions
-        self._warn_at = (epoch + 1) * self._order.length  # the end of the first epoch this source serves
+        self._fetched, self._left = start, None
+        self._warn_at = (epoch + 1) * self._order.length
 
     def _fetch(self) -> tuple[Tensor, Tensor]:
         """The loader's next batch as (readable images, their stream positions); counts the unreadable."""
@@ -414,9 +415,6 @@ class ImageFolderStream:
             self._position()
             _stop(self._iter)
             self._iter, self._left = None, None
-
-    _fetched = 0
-    _warn_at = 1 << 62
 
 
 # -- tables ----------------------------------------------------------------------------------------------------------
@@ -466,9 +464,6 @@ def _conform(raw: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
     clean_table decides a text column's type from the values it sees; a chunk can see other values
     than the sample (no blank, a stray word), and the transformer needs one type per column.
     """
-    import warnings as _w
-
-    import numpy as np
     import pandas as pd
 
     from ganforge.tabular.io import _clean
@@ -482,14 +477,14 @@ def _conform(raw: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
             v = pd.to_numeric(s, errors="coerce")
             v = v.mask(np.isinf(v.to_numpy(dtype=float, na_value=np.nan)))
         elif want == "datetime":
-            with _w.catch_warnings():
-                _w.simplefilter("ignore")  # pandas warns that it parses value by value: this chunk only
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas warns that it parses value by value: this chunk only
                 v = pd.to_datetime(s, errors="coerce")
         elif want == "bool":
             v = s.astype("string").str.strip().str.lower().map({"true": True, "false": False}).astype("boolean")
         else:
             v = s.astype(object)
-        cleaned.isetitem(i, v.array if hasattr(v, "array") else v)
+        cleaned.isetitem(i, v.array)
     return cleaned
 
 
@@ -556,7 +551,8 @@ class TableStream:
       follow one distribution. The block changes after as many rows as it holds have been drawn.
     - **Shards** are rows: process ``index`` of ``count`` takes the rows ``r`` with ``r % count == index``.
 
-    Gzipped Parquet cannot be streamed (it must be decompressed first: Parquet is compressed already).
+    ``context`` is the multiprocessing start method, as for :class:`ImageFolderStream`. Gzipped Parquet
+    cannot be streamed (decompress it first: Parquet is compressed already).
     """
 
     def __init__(self, path: str | Path, discrete_columns: Sequence[str] | None = None, conditional: bool = True,
@@ -571,8 +567,8 @@ class TableStream:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"table stream: {name} must be an integer >= {low}, got {value!r}")
         self.path = Path(path)
-        self.workers = min(_check_workers(workers, "table stream"), 1) if workers is None else \
-            _check_workers(workers, "table stream")
+        # One worker unless told: the file is read in order, and each worker parses all of it.
+        self.workers = min(1, default_workers()) if workers is None else _check_workers(workers, "table stream")
         self.context = _check_context(context, "table stream")
         self.seed, self.buffer_chunks = int(seed), buffer_chunks
         self.file = _open_table(self.path, delimiter, encoding, chunk_rows)
@@ -583,7 +579,8 @@ class TableStream:
         self.layout = self.transform.discrete_layout()
         self.conditional = bool(conditional and self.layout)
         self._shard = (0, 1, 0)
-        self._mark: tuple[int, ...] = (0, 0, 0, *self._key())  # (epoch, block, offset, shard and rows counted under)
+        # The position as (epoch, block, offset into the block, and the _key it was counted under).
+        self._mark: tuple[int, ...] = (0, 0, 0, *self._key())
         self._iter: Any = None
         self._block: Any = None
 
@@ -622,16 +619,14 @@ class TableStream:
             self._offset += n
         else:
             parts, have = [], 0
-            while have < n:
+            while have < n:  # a batch may take the end of one block and the start of the next
                 if self._offset >= self._block_rows:
                     self._next_block()
                 take = min(n - have, self._block_rows - self._offset)
-                parts.append(self._perm[self._offset:self._offset + take])
+                parts.append(self._block[self._perm[self._offset:self._offset + take]])
                 self._offset += take
                 have += take
-            idx = parts[0] if len(parts) == 1 else None
-            x = self._block.x[idx] if idx is not None else torch.cat([self._rows_of(p) for p in parts])
-            out = {"x": x}
+            out = {"x": parts[0] if len(parts) == 1 else torch.cat(parts)}
         self._mark = (self._epoch, self._block_index, self._offset, *self._key())
         return {k: v.pin_memory() for k, v in out.items()} if self._pin else out
 
@@ -644,9 +639,11 @@ class TableStream:
             return {}
         if self._iter is None:
             self._start()
+        if self._offset >= self._block_rows:  # a used up (or empty) block: draw from the one batch would use
+            self._next_block()
         return self._block.fake_conditions(n, generator)
 
-    def set_shard(self, index: int, count: int, seed: int) -> None:
+    def set_shard(self, index: int, count: int, seed: int = 0) -> None:
         """Serve only the rows ``r`` with ``r % count == index``; blocks are shuffled with ``seed``."""
         shard = _check_shard(index, count, seed)
         if shard != self._shard:
@@ -657,13 +654,14 @@ class TableStream:
         epoch, block, offset = self._position()
         index, count, seed = self._shard
         return {"epoch": epoch, "block": block, "offset": offset, "shard_index": index, "shard_count": count,
-                "seed": seed, "rows": self.rows}
+                "seed": seed, "rows": self.rows, "chunks": len(self.row_starts), "buffer_chunks": self.buffer_chunks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a saved position (another shard's or another file's: a fresh epoch)."""
+        """Continue from a saved position (another shard's, file's or chunking's: a fresh epoch)."""
         self._stop_workers()
         try:
-            key = (int(state["shard_index"]), int(state["shard_count"]), int(state["seed"]), int(state["rows"]))
+            key = tuple(int(state[k]) for k in ("shard_index", "shard_count", "seed", "rows", "chunks",
+                                                 "buffer_chunks"))
             self._mark = (int(state["epoch"]), int(state["block"]), int(state["offset"]), *key)
         except (KeyError, TypeError, ValueError):  # e.g. the state of an in-memory run of the same table
             self._mark = (0, 0, 0, *self._key())
@@ -681,7 +679,8 @@ class TableStream:
     # -- inside ---------------------------------------------------------------------------------------
 
     def _key(self) -> tuple[int, ...]:
-        return (*self._shard, self.rows)
+        # A position means the same only for the same shard, file and grouping of rows into blocks.
+        return (*self._shard, self.rows, len(self.row_starts), self.buffer_chunks)
 
     def _position(self) -> tuple[int, int, int]:
         epoch, block, offset, *key = self._mark
@@ -737,20 +736,12 @@ class TableStream:
         x, c = torch.cat(xs), torch.cat(codes)
         self._block_rows = len(x)
         if self.conditional:
-            self._block = TableData(x, c.numpy() if len(x) else None, self.layout, self.transform.spans,
-                                    conditional=len(x) > 0)
+            # TableData's training-by-sampling, on the block's rows: its counts are the block's.
+            self._block = TableData(x, c.numpy(), self.layout, self.transform.spans, conditional=len(x) > 0)
         else:
-            self._block = TableData(x, conditional=False)
+            self._block = x
             index, _, seed = self._shard
             self._perm = torch.randperm(len(x), generator=_generator(seed, index, self._epoch, self._block_index))
-        if self._block_rows == 0 and self._offset_is_start():
-            pass
-
-    def _offset_is_start(self) -> bool:
-        return True
-
-    def _rows_of(self, idx: Tensor) -> Tensor:
-        return self._block.x[idx]
 
     def _stop_workers(self) -> None:
         if self._iter is not None:
@@ -780,7 +771,8 @@ def _open_table(path: Path, delimiter: str | None, encoding: str | None, chunk_r
             raise tio._error(label, "is gzip-compressed Parquet, which cannot be streamed: decompress it first")
         return _TableFile(str(path), True, False, None, None, chunk_rows)
     if tio._strip_gz(name).endswith(".parquet"):
-        raise tio._error(label, "is not a readable Parquet file (it does not start with the Parquet magic bytes 'PAR1')")
+        raise tio._error(label, "is not a readable Parquet file (it does not start with the Parquet magic "
+                                "bytes 'PAR1')")
     if head.startswith(tio._ZIP_MAGIC):
         raise tio._error(label, "is a zip archive (an Excel .xlsx file?), not a text table; save it as CSV or Parquet")
     encoding = tio._choose_encoding(path, label, gz, encoding)
@@ -808,22 +800,25 @@ def _sample_rows(file: _TableFile, k: int, seed: int) -> tuple[pd.DataFrame, lis
     rng = np.random.default_rng(_seed(seed, 1))
     kept: pd.DataFrame | None = None
     keys = np.empty(0)
-    rows: np.ndarray = np.empty(0, dtype=np.int64)
     starts: list[int] = []
     total = 0
     try:
         with tio._io_errors(label, file.gz):
             for chunk in file.chunks():
+                if not isinstance(chunk.index, pd.RangeIndex):
+                    # As read_table: pandas makes the leading fields an index when a row has more fields
+                    # than the header.
+                    raise tio._error(label, f"a row has {chunk.shape[1] + chunk.index.nlevels} fields but the "
+                                            f"header has {chunk.shape[1]}")
                 starts.append(total)
                 m = len(chunk)
                 chunk = chunk.set_axis(pd.RangeIndex(m))
                 kept = chunk if kept is None else pd.concat([kept, chunk], ignore_index=True)
                 keys = np.concatenate([keys, rng.random(m)])
-                rows = np.concatenate([rows, np.arange(total, total + m)])
                 total += m
                 if len(kept) > k:
-                    keep = np.sort(np.argpartition(keys, k - 1)[:k])
-                    kept, keys, rows = kept.iloc[keep].reset_index(drop=True), keys[keep], rows[keep]
+                    keep = np.sort(np.argpartition(keys, k - 1)[:k])  # sorted: the sample stays in file order
+                    kept, keys = kept.iloc[keep].reset_index(drop=True), keys[keep]
     except pd.errors.EmptyDataError as exc:
         raise tio._error(label, "is empty") from exc
     except pd.errors.ParserError as exc:

@@ -24,12 +24,12 @@ HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GPU_DATA_SHARE = 0.25
 
 
-def shard_data(data: Any, index: int, count: int) -> None:
+def shard_data(data: Any, index: int, count: int, seed: int = 0) -> None:
     """Give this process its own disjoint part of the data (sources with an epoch sampler, or
     their own ``set_shard``); sources that draw fresh samples need nothing (each process draws
     from its own random stream)."""
     if hasattr(data, "set_shard"):
-        data.set_shard(index, count)
+        data.set_shard(index, count, seed)
     elif isinstance(getattr(data, "sampler", None), EpochSampler):
         data.sampler.set_shard(index, count)
 

@@ -105,7 +105,7 @@ class Trainer:
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
         if self.world.distributed:
-            shard_data(parts.data, self.rank, self.world.size)
+            shard_data(parts.data, self.rank, self.world.size, cfg.seed)
         precision = Precision(cfg.autocast, self.device)
         self.precision = precision
         g_net, d_net = (maybe_compile(m, cfg.compile) if m is not None else None for m in (self.G, self.D))

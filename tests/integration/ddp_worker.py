@@ -39,6 +39,9 @@ def main() -> int:
         train(cfg, out, world=world, callbacks=[OnRank1(mode, world)])
     except TrainingDiverged as e:
         print(f"rank {world.rank}: stopped: {e}", flush=True)
+        # Both stopped: meet once more before exiting, since torchrun ends the other process as
+        # soon as one exits with an error (which would race with its print above).
+        torch.distributed.barrier()
         return 1
     finally:
         shutdown()

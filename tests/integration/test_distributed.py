@@ -1,0 +1,131 @@
+"""Data-parallel training with torchrun: 2 processes on this CPU (gloo).
+
+Each test starts ``torchrun --nproc_per_node 2`` in a child process. The reference for "the same
+updates" is one process drawing the same global batch as 2 micro-batches (``train.accumulate=2``):
+shard s of the global batch is drawn from the random stream seeded seed + 1 + s * stride in either
+layout, so the two runs see the same samples and noise, and their weights must agree.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge.training.checkpoint import load_state
+
+from procs import ENV, REPO
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="this torch build has no gloo backend")
+
+SMALL = ["--set", "model.generator.hidden=[32,32]", "--set", "model.discriminator.hidden=[32,32]",
+         "--set", "train.batch_size=64", "--set", "train.eval_samples=500", "--no-progress"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node 2 ARGS`` on this machine (a free port for the rendezvous)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_port()), *args]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def one(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ganforge", *args], env=ENV, capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    state = load_state(run / "checkpoints" / "last.safetensors")
+    return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in state[net].items()}
+
+
+def assert_same(a: Path, b: Path, atol: float = 1e-6) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    worst = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+    assert worst <= atol, f"weights differ by up to {worst:.3g}"
+
+
+def ok(p: subprocess.CompletedProcess) -> None:
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+@pytest.mark.parametrize("preset, extra", [
+    ("ring2d-wgan-gp", []),  # the gradient penalty in every D update (5 per G update)
+    ("ring2d", ["--set", "model.loss.r1=1.0", "--set", "model.loss.reg_interval=4"]),  # lazy R1: its own phase
+])
+def test_two_processes_make_the_updates_of_one_process_with_the_global_batch(tmp_path, preset, extra):
+    two, single = tmp_path / "two", tmp_path / "one"
+    ok(torchrun("-m", "ganforge", "train", preset, "--out", str(two), "--steps", "6", "--set", "train.log_every=2",
+                *SMALL, *extra))
+    ok(one("train", preset, "--out", str(single), "--steps", "6", "--set", "train.accumulate=2", *SMALL, *extra))
+    assert_same(two, single)
+    # Control: the same number of steps with each process alone (no reduction) ends elsewhere, so
+    # the agreement above is the gradients being averaged, not the runs being too short to differ.
+    alone = tmp_path / "alone"
+    ok(one("train", preset, "--out", str(alone), "--steps", "6", "--set", "train.batch_size=32", *SMALL[:4],
+           "--set", "train.eval_samples=500", "--no-progress", *extra))
+    with pytest.raises(AssertionError, match="weights differ"):
+        assert_same(two, alone)
+    # Only rank 0 wrote, and one log line per logged step (not one per process).
+    steps = [line for line in (two / "log.jsonl").read_text().splitlines() if '"d_loss"' in line]
+    assert [json.loads(line)["step"] for line in steps] == [2, 4, 6]
+    assert (two / "summary.json").is_file() and (two / "generator.safetensors").is_file()
+
+
+def test_a_checkpoint_of_two_processes_resumes_on_one_and_back(tmp_path):
+    # No learning-rate decay: its schedule depends on the total steps, which the resumed runs change.
+    preset, s = "ring2d-wgan-gp", ["--set", "train.checkpoint_every=0", "--set", "train.lr_decay=none"]
+    ref = tmp_path / "ref"
+    ok(torchrun("-m", "ganforge", "train", preset, "--out", str(ref), "--steps", "8", *SMALL, *s))
+    # 2 processes for 4 steps, then 1 process (2 micro-batches) to 8: the same weights as 2 throughout.
+    a = tmp_path / "two_then_one"
+    ok(torchrun("-m", "ganforge", "train", preset, "--out", str(a), "--steps", "4", *SMALL, *s))
+    ok(one("train", "--resume", str(a), "--steps", "8", "--set", "train.accumulate=2", "--no-progress"))
+    assert_same(ref, a)
+    # 1 process (2 micro-batches) for 4 steps, then 2 processes to 8.
+    b = tmp_path / "one_then_two"
+    ok(one("train", preset, "--out", str(b), "--steps", "4", "--set", "train.accumulate=2", *SMALL, *s))
+    p = torchrun("-m", "ganforge", "train", "--resume", str(b), "--steps", "8", "--set", "train.accumulate=1",
+                 "--no-progress")
+    ok(p)
+    assert_same(ref, b)
+    # A plain 1-process resume (one stream for the whole batch) continues too, from step 4.
+    c = tmp_path / "two_then_plain"
+    ok(torchrun("-m", "ganforge", "train", preset, "--out", str(c), "--steps", "4", *SMALL, *s))
+    ok(one("train", "--resume", str(c), "--steps", "6", "--no-progress"))
+    assert load_state(c / "checkpoints" / "last.safetensors")["step"] == 6
+
+
+@pytest.mark.parametrize("mode, expect", [
+    ("nan", "non-finite values at step 10"),  # NaN weights on process 1: both see NaN at the next log step
+    ("stop", "a health stop injected by the test (on process 1)"),  # process 1 alone stops, between log steps
+])
+def test_a_stop_on_one_process_ends_both_without_a_hang(tmp_path, mode, expect):
+    out = tmp_path / mode
+    p = torchrun(str(REPO / "tests" / "integration" / "ddp_worker.py"), mode, str(out), timeout=90)
+    assert p.returncode != 0
+    assert f"rank 0: stopped: {expect}" in p.stdout, p.stdout + p.stderr[-2000:]
+    assert "rank 1: stopped" in p.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["steps"] < 200
+
+
+def test_a_global_batch_that_does_not_divide_is_one_line(tmp_path):
+    p = torchrun("-m", "ganforge", "train", "ring2d", "--out", str(tmp_path / "r"), "--steps", "2",
+                 "--set", "train.batch_size=63", "--no-progress")
+    assert p.returncode != 0
+    assert "ganforge: error: train.batch_size 63 is the global batch and must divide by 2 processes" in p.stderr
+    assert str(REPO / "ganforge") not in p.stderr  # no traceback from ganforge (torchrun prints its own summary)
+    assert not (tmp_path / "r").exists()
