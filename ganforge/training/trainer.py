@@ -295,7 +295,9 @@ class Trainer:
             if s < len(streams):  # a shard the saved run had continues its stream; a new one starts fresh
                 g.set_state(streams[s])
         if self.rank == 0:
-            mine: dict[str, Any] | None = {"torch_rng": state["torch_rng"], **({"data": state["data"]} if "data" in state else {})}
+            mine: dict[str, Any] | None = {"torch_rng": state["torch_rng"]}
+            if "data" in state:
+                mine["data"] = state["data"]
         else:
             others = state.get("processes", [])
             mine = others[self.rank - 1] if self.rank - 1 < len(others) else None

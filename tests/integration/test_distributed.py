@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from procs import ENV, REPO
 
 from ganforge.training.checkpoint import load_state
-
-from procs import ENV, REPO
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="this torch build has no gloo backend")
