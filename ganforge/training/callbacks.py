@@ -188,6 +188,13 @@ class Logger:
             import sys
             print(text, file=sys.stderr)
 
+    def on_note(self, trainer: Any, text: str) -> None:
+        """A decision of the run worth knowing (what ``train.autocast: auto`` picked and why)."""
+        self.record(trainer.step_num, {"note": text})
+        if self.progress:
+            import sys
+            print(f"[ganforge] {text}", file=sys.stderr)
+
     def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
         step = trainer.step_num
         if step % self.every == 0:

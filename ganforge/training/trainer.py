@@ -227,8 +227,10 @@ class Trainer:
         self.G.train()
         if self.D is not None:
             self.D.train()
-        self.precision.choose(self)
         self._emit("on_train_start")
+        self.precision.choose(self)
+        if self.precision.note:
+            self._emit("on_note", self.precision.note)
         while self.step_num < total and not self.halted():
             self.want_stats = any(getattr(cb, "wants_stats", lambda t: False)(self) for cb in self.callbacks)
             out = self.step()
