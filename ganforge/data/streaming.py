@@ -160,6 +160,14 @@ def _stop(iterator: Any) -> None:
         shutdown()
 
 
+def _reshard(source: Any, index: int, count: int, seed: int) -> None:
+    """Point a stream at another shard; its workers restart on the next batch."""
+    shard = _check_shard(index, count, seed)
+    if shard != source._shard:
+        source._stop_workers()
+        source._shard = shard
+
+
 def _check_shard(index: int, count: int, seed: int) -> tuple[int, int, int]:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"shard count must be a positive integer, got {count!r}")
@@ -331,10 +339,7 @@ class ImageFolderStream:
 
     def set_shard(self, index: int, count: int, seed: int = 0) -> None:
         """Serve only the ``index``-th of every ``count`` files of each epoch's order (seeded by ``(seed, epoch)``)."""
-        shard = _check_shard(index, count, seed)
-        if shard != self._shard:
-            self._stop_workers()
-            self._shard = shard
+        _reshard(self, index, count, seed)
 
     def state_dict(self) -> dict[str, Any]:
         epoch, offset = self._position()
@@ -645,10 +650,7 @@ class TableStream:
 
     def set_shard(self, index: int, count: int, seed: int = 0) -> None:
         """Serve only the rows ``r`` with ``r % count == index``; blocks are shuffled with ``seed``."""
-        shard = _check_shard(index, count, seed)
-        if shard != self._shard:
-            self._stop_workers()
-            self._shard = shard
+        _reshard(self, index, count, seed)
 
     def state_dict(self) -> dict[str, Any]:
         epoch, block, offset = self._position()
