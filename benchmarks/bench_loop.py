@@ -58,6 +58,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results_file  # noqa: E402
 
+from ganforge.training.precision import BF16_CPU_FLAGS  # noqa: E402  (the one list ganforge uses too)
+
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = ROOT.parent / "shared" / "bench" / "plain_dcgan.py"
 
@@ -247,7 +249,6 @@ def matmul_peak(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu",
         reps = max(2 * reps, int(reps * 1.2 * min_seconds / max(dt, 1e-9)) + 1)
 
 
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def bf16_flags(flags: dict) -> list[str]:

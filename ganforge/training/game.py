@@ -34,15 +34,13 @@ def shard_data(data: Any, index: int, count: int, seed: int = 0) -> None:
         data.sampler.set_shard(index, count)
 
 
-def place_data(data: Any, device: torch.device) -> bool:
-    """Move an in-memory data set to the GPU once, when it fits comfortably; True when moved."""
+def place_data(data: Any, device: torch.device) -> None:
+    """Move an in-memory data set to the GPU once, when it fits comfortably."""
     if device.type != "cuda" or not hasattr(data, "to_device"):
-        return False
+        return
     free, _ = torch.cuda.mem_get_info(device)
-    if data.nbytes() > GPU_DATA_SHARE * free:
-        return False
-    data.to_device(device)
-    return True
+    if data.nbytes() <= GPU_DATA_SHARE * free:
+        data.to_device(device)
 
 
 class Game:
@@ -59,7 +57,7 @@ class Game:
         # On a GPU, G's noise is drawn there, from a generator of its own seeded from the
         # trainer's, so no host-to-device copy sits in the step.
         self._device_rngs: dict[int, torch.Generator] = {}
-        self.data_on_device = place_data(data, device)
+        place_data(data, device)
 
     def amp(self) -> torch.autocast:
         """Half-precision autocast for forward passes when configured (losses are computed in float32)."""

@@ -33,14 +33,17 @@ TRIAL_STEPS = 3  # timed steps per candidate (after one warm-up step each)
 MARGIN = 0.95  # the half type must be at least 5% faster to be kept
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 instructions
+
+
 def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX)."""
+    """Whether this CPU has bf16 instructions (one of :data:`BF16_CPU_FLAGS`)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def half_for(device: torch.device) -> tuple[str | None, str]:

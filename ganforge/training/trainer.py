@@ -106,13 +106,12 @@ class Trainer:
                     m.to(memory_format=torch.channels_last)
         if self.world.distributed:
             shard_data(parts.data, self.rank, self.world.size, cfg.seed)
-        precision = Precision(cfg.autocast, self.device)
-        self.precision = precision
+        self.precision = Precision(cfg.autocast, self.device)
         g_net, d_net = (maybe_compile(m, cfg.compile) if m is not None else None for m in (self.G, self.D))
         self.nets = {"g": replicate(g_net, self.world, self.device, cfg.sync_batchnorm),
                      "d": replicate(d_net, self.world, self.device, cfg.sync_batchnorm) if d_net is not None else None}
         self.game = Game(self.nets["g"], self.nets["d"], parts.prior, parts.data, self.rng, self.device, local,
-                         cfg.steps, precision.mode, channels_last, world=self.world)
+                         cfg.steps, self.precision.mode, channels_last, world=self.world)
 
     # -- the step ---------------------------------------------------------------------------
 
