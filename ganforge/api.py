@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge.config import Config, from_dict, load_yaml, merge, to_dict
+from ganforge.config import Config, from_dict, load_yaml, merge, merge_config, to_dict
 from ganforge.data.tensor import TensorData
 from ganforge.generator import GeneratorArtifact, load
 from ganforge.training.run import RunResult, train
@@ -57,7 +57,7 @@ class GAN:
             model["z_dim"] = z_dim
         if noise is not None:
             model["noise"] = noise
-        self.config: Config = from_dict(merge(merge(base, {"model": model} if model else {}), sections))
+        self.config: Config = from_dict(merge_config(merge(base, {"model": model} if model else {}), sections))
         self.result: RunResult | None = None
 
     def fit(self, data: Any = None, out: str | Path | None = None, steps: int | None = None,

@@ -74,6 +74,11 @@ def _headline(name: str, s: dict[str, Any], out: Path) -> str:
                        ("q_accuracy", "Q's accuracy on held-out digits")):
         if key in s:
             parts.append(f"{label} {100 * s[key]:.1f}%")
+    table = s.get("table_quality")
+    if table:
+        parts.append(", ".join(f"{label} {table[key]:.3f}" for key, label in (
+            ("column_shapes", "column shapes"), ("column_pair_trends", "pair trends"),
+            ("detection_auc", "detection AUC")) if table.get(key) is not None) + " against held-out rows")
     if "modes_covered" in s:
         parts.append(f"{s['modes_covered']}/1000 modes, KL to uniform {s['kl_to_uniform']:.3f}")
     text = [f"{label} {s[key]:.3f}" for key, label in (("nll_oracle", "NLL-oracle"), ("nll_test", "NLL-test"),
@@ -249,7 +254,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             result = _toy_eval(cfg, gen, args.n)
         else:
             default = cfg.eval.metrics if "modes" in cfg.eval.metrics else DEFAULT_METRICS
-            reference = args.reference or resolve_reference(cfg) or "mnist:heldout"
+            reference = args.reference or resolve_reference(cfg)
+            if reference is None:
+                raise ConfigError(f"{src}: its data set '{cfg.data.name}' has no held-out split to compare with; "
+                                  "pass --reference (a folder, an .npz file or a data set spec such as mnist:heldout)")
             result = evaluate(gen, reference=reference, metrics=args.metrics or list(default),
                               n=args.n or cfg.eval.n, extractor=args.extractor or cfg.eval.extractor,
                               progress=not args.no_progress)
@@ -302,6 +310,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         run_theory_demo(Path(args.out), progress=not args.no_progress)
         return 0
     raise ConfigError(f"unknown demo '{args.what}'")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ganforge.report.html import write_report
+
+    out = write_report(args.runs, args.out)
+    print(f"ganforge: report of {len(args.runs)} run{'s' if len(args.runs) > 1 else ''} written to {out}",
+          file=sys.stderr)
+    print(json.dumps({"out": str(out)}))
+    return 0
 
 
 def _tabular_command(name: str) -> Any:
@@ -372,11 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True)
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(fn=_cmd_demo)
+
+    r = sub.add_parser("report", help="one self-contained HTML page about a run, or several compared")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several: curves overlaid, config diff")
+    r.add_argument("--out", default=None, help="the HTML file (default RUN/report.html; several runs: report.html)")
+    r.set_defaults(fn=_cmd_report)
     return p
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    """Warnings on the command line: one line each, without the source line Python shows."""
+    return f"ganforge: warning: {message}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
+    warnings.formatwarning = _warning_line  # type: ignore[assignment]
     from ganforge.training.callbacks import TrainingDiverged
 
     try:

@@ -310,6 +310,17 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """:func:`merge` for whole configs: when ``over`` names another data set, its ``data`` section
+    starts from that data set's defaults instead of inheriting the base's options (a preset's
+    ``split: fit`` means nothing to an image folder)."""
+    new = over.get("data", {}).get("name") if isinstance(over.get("data"), dict) else None
+    old = base.get("data", {}).get("name") if isinstance(base.get("data"), dict) else None
+    if new is not None and new != old:
+        base = {k: v for k, v in base.items() if k != "data"}
+    return merge(base, over)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The plain-dict form of a config (for YAML and JSON)."""
     return dataclasses.asdict(cfg)
@@ -354,6 +365,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     valid = _all_keys(Config)
     # A deep copy: merge({}, data) would share the nested dicts and the overrides would edit the caller's.
     out = copy.deepcopy(data)
+    # A new data set starts from its own defaults: the base's data options are dropped before any
+    # override is applied, so `--set data.options.path=DIR --set data.name=image-folder` works in either order.
+    for text in overrides:
+        key, value = parse_override(text)
+        if key == "data.name" and value != (out.get("data") or {}).get("name"):
+            out["data"] = {}
     for text in overrides:
         key, value = parse_override(text)
         if key not in valid and not key.startswith("data.options."):
@@ -398,7 +415,7 @@ def load_yaml(path_or_preset: str) -> dict[str, Any]:
         # A preset may extend another one (by name, or a path relative to this file).
         if str(base).endswith((".yaml", ".yml")) and path.suffix:
             base = str(path.parent / base)
-        data = merge({k: v for k, v in load_yaml(base).items() if k not in ("preset", "description")}, data)
+        data = merge_config({k: v for k, v in load_yaml(base).items() if k not in ("preset", "description")}, data)
     data.setdefault("preset", path.stem if path.suffix else path_or_preset)
     return data
 

@@ -1,6 +1,7 @@
 """Data sets by name (:data:`DATASETS`): each builds an object with ``shape`` and ``sample(n, generator)``."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ from ganforge.data.mnist import fashion_mnist_data, mnist_data
 from ganforge.data.tensor import TensorData
 from ganforge.data.text import coco_captions_data, text_data
 from ganforge.data.toy import GaussianMixture, gaussian1d, grid2d, mixture1d, ring2d
-from ganforge.registry import ConfigError, Registry
+from ganforge.registry import ConfigError, Registry, closest
 
 DATASETS: Registry[Callable[..., Any]] = Registry("data set")
 
@@ -33,7 +34,7 @@ register_dataset("stacked-mnist", stacked_mnist_data)
 def table_data(path: str = "", discrete_columns: list[str] | None = None, conditional: bool = True, seed: int = 0,
                delimiter: str | None = None, encoding: str | None = None, stream: str | bool = "auto",
                workers: int | None = None, memory_limit: int | None = None, sample_rows: int = 100_000,
-               chunk_rows: int = 20_000, buffer_chunks: int = 4, **transformer: Any) -> Any:
+               chunk_rows: int = 20_000, buffer_chunks: int = 4, holdout: float = 0.1, **transformer: Any) -> Any:
     """A table file (CSV, TSV, Parquet; gzip allowed) as a data source for the tabular presets:
     ``ganforge train tabular-ctgan --set data.options.path=FILE`` (``conditional: false`` for TVAE).
     ``transformer`` options go to :class:`~ganforge.tabular.TableTransformer`. Needs pandas.
@@ -41,7 +42,10 @@ def table_data(path: str = "", discrete_columns: list[str] | None = None, condit
     With ``stream: auto`` a file whose table would exceed ``memory_limit`` bytes in memory (default a
     quarter of RAM; estimated from the file's size) is streamed in chunks
     (:class:`~ganforge.data.streaming.TableStream`: ``workers``, ``sample_rows``, ``chunk_rows`` and
-    ``buffer_chunks`` are its options); ``stream: true`` / ``false`` force either."""
+    ``buffer_chunks`` are its options); ``stream: true`` / ``false`` force either.
+
+    A seeded ``holdout`` share of the rows (10%; tables of 50 rows or more, held in memory) is kept out
+    of training as ``heldout``: what the run's synthetic rows are scored against at the end."""
     from ganforge.data.streaming import TableStream, should_stream, table_memory_estimate
 
     if not path:
@@ -52,7 +56,22 @@ def table_data(path: str = "", discrete_columns: list[str] | None = None, condit
     from ganforge.tabular.data import table_source
     from ganforge.tabular.io import read_table
 
-    return table_source(read_table(path, delimiter, encoding), discrete_columns, conditional, seed=seed, **transformer)
+    if not 0 <= holdout < 1:
+        raise ConfigError(f"data.options.holdout must be a fraction in [0, 1), got {holdout!r}")
+    df = read_table(path, delimiter, encoding)
+    held = None
+    if holdout > 0 and len(df) >= 50:
+        import numpy as np
+
+        order = np.random.Generator(np.random.PCG64(seed)).permutation(len(df))
+        n_held = max(1, round(holdout * len(df)))
+        held, df = df.iloc[np.sort(order[:n_held])], df.iloc[np.sort(order[n_held:])]
+    source = table_source(df, discrete_columns, conditional, seed=seed, **transformer)
+    if held is not None:
+        source.heldout = held.reset_index(drop=True)
+        source.heldout_source = f"held out: {len(held)} of the {len(df) + len(held)} rows of {path} (seed {seed})"
+        source.discrete_columns = discrete_columns
+    return source
 
 
 register_dataset("table", table_data, "a table file (options: path, discrete_columns, conditional, seed, stream, "
@@ -109,10 +128,24 @@ def build_dataset(name: str, options: dict[str, Any], path: str = "") -> Any:
     builder = DATASETS.get(name)
     if path:
         options = {**options, "path": path}
+    valid = dataset_options(name)
+    unknown = [k for k in options if valid is not None and k not in valid]
+    if unknown:
+        raise ConfigError(f"data '{name}' takes no option '{unknown[0]}'{closest(unknown[0], valid or [])} "
+                          f"(its options: {', '.join(valid or []) or 'none'})")
     try:
         return builder(**options)
     except TypeError as e:
         raise ConfigError(f"data '{name}': {e}") from None
+
+
+def dataset_options(name: str) -> list[str] | None:
+    """The options a registered data set takes (its builder's keyword parameters), or None when it
+    takes any (a builder with ``**options`` that passes them on)."""
+    params = inspect.signature(DATASETS.get(name)).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 __all__ = ["DATASETS", "GaussianMixture", "TensorData", "build_dataset", "register_dataset"]

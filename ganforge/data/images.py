@@ -136,6 +136,11 @@ _square = square_image  # its old name: captions.py imports it from here
 def _read_folder(path: str | Path, size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
     """uint8 images (N, size, size[, 3]) of every readable image under ``path`` (sorted), and their paths."""
     folder, files = list_image_files(path, size, channels)
+    return _decode_files(folder, files, size, channels)
+
+
+def _decode_files(folder: Path, files: list[Path], size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
+    """uint8 images of the readable ``files`` (unreadable ones skipped with one warning), and their paths."""
     images, kept, skipped = [], [], []
     for f in files:
         try:
@@ -171,21 +176,91 @@ def load_image_folder_with_labels(path: str | Path, size: int, channels: int) ->
     return to_tensor_images(x), labels, classes
 
 
-def image_folder_data(path: str, size: int = 28, channels: int = 1, stream: str | bool = "auto",
-                      workers: int | None = None, memory_limit: int | None = None) -> TensorData | ImageFolderStream:
+# Sizes the DCGAN networks build (ganforge.nn.dcgan); a folder's own size is kept when it is one of them.
+NET_SIZES = (28, 32, 64)
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+SPLITS = ("train", "heldout", "all")
+
+
+def folder_image_shape(files: list[Path], probe: int = 200) -> tuple[int, int, str]:
+    """(size, channels, why) that suit the images in ``files``, read from at most ``probe`` headers.
+
+    Channels: 1 when every probed image is grey (modes 1, L, LA, I, I;16, F), else 3. Size: the median
+    shorter side when a DCGAN can take it (28, 32, 64), else the nearest of those (64 for anything
+    larger): what ``size`` and ``channels`` default to for an image folder.
+    """
+    from PIL import Image
+
+    step = max(1, len(files) // probe)
+    sides, grey = [], True
+    for f in files[::step][:probe]:
+        try:
+            with Image.open(f) as img:  # the header only: nothing is decoded
+                sides.append(min(img.size))
+                grey = grey and img.mode in _GREY_MODES
+        except UNREADABLE:
+            continue
+    if not sides:
+        return 28, 1, "no readable image among the probed files"
+    side = int(np.median(sides))
+    size = side if side in NET_SIZES else (64 if side > 64 else min(NET_SIZES, key=lambda s: abs(s - side)))
+    channels = 1 if grey else 3
+    kind = "grey" if grey else "colour"
+    why = f"{kind} images of {side} px" + ("" if size == side else f", resized to {size} px")
+    return size, channels, why
+
+
+def split_files(files: list[Path], holdout: float, split: str, seed: int = 0) -> list[Path]:
+    """The files of one split: a seeded shuffle of the sorted list, the last ``holdout`` share held out
+    (at least one image, when there are 10 or more), the rest for training; ``all`` is every file."""
+    if split not in SPLITS:
+        raise ConfigError(f"image folder: unknown split '{split}' (choices: {', '.join(SPLITS)})")
+    if not 0 <= holdout < 1:
+        raise ConfigError(f"image folder: holdout must be a fraction in [0, 1), got {holdout!r}")
+    if split == "all" or holdout == 0 or len(files) < 10:
+        if split == "heldout":
+            raise ConfigError(f"image folder: no held-out images (holdout {holdout}, {len(files)} files; "
+                              "at least 10 files and holdout > 0 are needed)")
+        return list(files)
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(len(files))
+    n_held = max(1, int(round(holdout * len(files))))
+    chosen = order[len(files) - n_held:] if split == "heldout" else order[:len(files) - n_held]
+    return [files[i] for i in sorted(chosen)]
+
+
+def image_folder_data(path: str, size: int | None = None, channels: int | None = None, split: str = "train",
+                      holdout: float = 0.1, stream: str | bool = "auto", workers: int | None = None,
+                      memory_limit: int | None = None) -> TensorData | ImageFolderStream:
     """Images from a folder (recursive), resized and centre-cropped to channels x size x size.
 
+    ``size`` and ``channels`` default to what the folder holds (:func:`folder_image_shape`). A seeded
+    ``holdout`` share of the files (10%) is kept out of ``split: train`` for evaluation
+    (``split: heldout``: what a run on the folder is measured against); ``split: all`` takes every file.
     Small folders are decoded into memory (:class:`TensorData`); with ``stream: auto`` a folder whose
     decoded images (files x channels x size x size float32) would exceed ``memory_limit`` bytes (default
     a quarter of RAM) is streamed instead (:class:`~ganforge.data.streaming.ImageFolderStream`, decoded
     by ``workers`` processes); ``stream: true`` / ``false`` force either.
     """
     choice = parse_stream(stream, "image folder")
-    if choice != "false":
-        _, files = list_image_files(path, size, channels)
-        if should_stream(choice, len(files) * channels * size * size * 4, memory_limit, "image folder"):
-            return ImageFolderStream(path, size, channels, workers=workers, files=files)
-    return TensorData(load_image_folder(path, size, channels))
+    folder, files = list_image_files(path, size or 28, channels or 1)
+    if size is None or channels is None:
+        s, c, why = folder_image_shape(files)
+        size, channels = size or s, channels or c
+        if not _SHAPE_NOTED.get(str(folder)):
+            _SHAPE_NOTED[str(folder)] = True
+            warnings.warn(f"image folder {folder}: {why}; training at {channels} x {size} x {size} "
+                          "(set data.options.size / channels to choose)", stacklevel=2)
+        list_image_files(path, size, channels)  # the options as chosen are valid
+    files = split_files(files, holdout, split)
+    if not files:
+        raise no_images_error(folder)
+    if choice != "false" and should_stream(choice, len(files) * channels * size * size * 4, memory_limit,
+                                           "image folder"):
+        return ImageFolderStream(path, size, channels, workers=workers, files=files)
+    return TensorData(to_tensor_images(_decode_files(folder, files, size, channels)[0]))
+
+
+_SHAPE_NOTED: dict[str, bool] = {}
 
 
 # -- Stacked MNIST ---------------------------------------------------------------------------------------------------

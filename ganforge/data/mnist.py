@@ -108,9 +108,13 @@ def data_dirs(name: str, root: str | Path | None = None) -> list[Path]:
     return dirs
 
 
-def _fetch(url: str, out: BinaryIO, label: str) -> str:
-    """Stream ``url`` into ``out``; return the MD5 of what was written."""
+def _fetch(url: str, out: BinaryIO, label: str) -> tuple[str, str]:
+    """Stream ``url`` into ``out``; return the MD5 and SHA-256 of what was written.
+
+    Both digests are taken in the one pass: older canonical files publish MD5, newer ones SHA-256.
+    """
     md5 = hashlib.md5(usedforsecurity=False)
+    sha256 = hashlib.sha256()
     with urllib.request.urlopen(urllib.request.Request(url, headers=_HEADERS), timeout=TIMEOUT) as resp:
         length = resp.headers.get("Content-Length", "")
         bar = tqdm(total=int(length), unit="B", unit_scale=True, desc=label, leave=False) if length.isdigit() else None
@@ -118,21 +122,32 @@ def _fetch(url: str, out: BinaryIO, label: str) -> str:
             while chunk := resp.read(1 << 16):
                 out.write(chunk)
                 md5.update(chunk)
+                sha256.update(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
         finally:
             if bar is not None:
                 bar.close()
-    return md5.hexdigest()
+    return md5.hexdigest(), sha256.hexdigest()
 
 
-def download_file(urls: list[str], dest: str | Path, md5: str | None = None) -> Path:
-    """Download ``dest`` from the first of ``urls`` that answers, checking its MD5.
+class DownloadError(ConfigError):
+    """No mirror could be reached. A ConfigError like the rest, but its own type, so a caller can
+    replace it with advice about putting the file in place by hand (a checksum mismatch is not this);
+    ``errors`` holds one ``"url: reason"`` per mirror tried."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = list(errors or [])
+
+
+def download_file(urls: list[str], dest: str | Path, md5: str | None = None, sha256: str | None = None) -> Path:
+    """Download ``dest`` from the first of ``urls`` that answers, checking its MD5 and/or SHA-256.
 
     The file is written next to ``dest`` under a temporary name and renamed only once complete and verified, so an
     interrupted or corrupt download never leaves a file that a later run would trust. A mirror that cannot be
-    reached is skipped; a checksum mismatch is a :class:`ConfigError` (a mirror serving wrong data is worth hearing
-    about, not papering over).
+    reached is skipped, and when none can be, :class:`DownloadError` is raised; a checksum mismatch is a
+    :class:`ConfigError` (a mirror serving wrong data is worth hearing about, not papering over).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -142,18 +157,21 @@ def download_file(urls: list[str], dest: str | Path, md5: str | None = None) -> 
         try:
             try:
                 with os.fdopen(fd, "wb") as out:
-                    digest = _fetch(url, out, dest.name)
+                    got_md5, got_sha256 = _fetch(url, out, dest.name)
             except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError and timeouts are OSErrors
                 errors.append(f"{url}: {e}")
                 continue
-            if md5 is not None and digest != md5:
-                raise ConfigError(f"checksum mismatch for {dest.name} from {url}: expected md5 {md5}, got {digest}")
+            if md5 is not None and got_md5 != md5:
+                raise ConfigError(f"checksum mismatch for {dest.name} from {url}: expected md5 {md5}, got {got_md5}")
+            if sha256 is not None and got_sha256 != sha256:
+                raise ConfigError(f"checksum mismatch for {dest.name} from {url}: "
+                                  f"expected sha256 {sha256}, got {got_sha256}")
             os.replace(tmp, dest)
             return dest
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise ConfigError(f"could not download {dest.name} ({'; '.join(errors) or 'no mirrors'})")
+    raise DownloadError(f"could not download {dest.name} ({'; '.join(errors) or 'no mirrors'})", errors)
 
 
 def _local(folder: Path, name: str) -> Path | None:

@@ -13,6 +13,7 @@ Registered transform: ``"text"``. Data set builders: :func:`text_data` (a user's
 from __future__ import annotations
 
 import gzip
+import random
 import re
 import warnings
 import zlib
@@ -423,6 +424,8 @@ class TextData:
     ``transform`` is the vocabulary (with ``max_len`` set), which the exported generator carries.
     """
 
+    test_source: str | None = None  # where the test sentences come from (said in the metrics' protocol)
+
     def __init__(self, lines: list[str], vocab: Vocabulary | None = None, max_len: int = 0, level: str = "word",
                  max_vocab: int = 0, min_count: int = 1, lowercase: bool = False,
                  test_lines: list[str] | None = None) -> None:
@@ -556,19 +559,33 @@ def _read_usable(path: str | Path, what: str) -> list[str]:
 
 
 def text_data(path: str = "", test_path: str = "", level: str = "word", max_vocab: int = 0, min_count: int = 1,
-              max_len: int = 0, lowercase: bool = False) -> TextData:
+              max_len: int = 0, lowercase: bool = False, holdout: float = 0.1, seed: int = 0) -> TextData:
     """A text corpus, one sentence a line (gzip allowed), as token sequences; ``test_path`` is held-out text.
 
+    Without ``test_path`` a seeded ``holdout`` share of the corpus's lines (10%; corpora of 20 lines or
+    more) is kept out of training as the test set, so the run is measured against sentences it never saw.
     ``level`` word (Treebank tokens) or char; ``max_vocab`` caps the vocabulary including its 3 specials, rarer
     tokens and those below ``min_count`` become ``<unk>``; ``max_len`` 0 = the longest sentence (with ``<eos>``).
     """
     if not path:
         raise ConfigError("data 'text' needs a path: ganforge train coco-mle --set data.path=corpus.txt")
     _check_level(level)
+    if not 0 <= holdout < 1:
+        raise ConfigError(f"data.options.holdout must be a fraction in [0, 1), got {holdout!r}")
     lines = _read_usable(path, "corpus")
     test_lines = _read_usable(test_path, "test corpus") if test_path else None
-    return TextData(lines, max_len=max_len, level=level, max_vocab=max_vocab, min_count=min_count,
+    test_source = f"{test_path} ({len(test_lines)} lines)" if test_lines is not None else None
+    if test_lines is None and holdout > 0 and len(lines) >= 20:
+        order = random.Random(seed).sample(range(len(lines)), len(lines))
+        n_test = max(1, round(holdout * len(lines)))
+        held = set(order[:n_test])
+        test_lines = [line for i, line in enumerate(lines) if i in held]
+        lines = [line for i, line in enumerate(lines) if i not in held]
+        test_source = f"held out: {len(test_lines)} of the {len(lines) + len(test_lines)} lines of {path} (seed {seed})"
+    data = TextData(lines, max_len=max_len, level=level, max_vocab=max_vocab, min_count=min_count,
                     lowercase=lowercase, test_lines=test_lines)
+    data.test_source = test_source
+    return data
 
 
 COCO_FILES = {"train": "coco_captions_train.txt", "test": "coco_captions_test.txt"}

@@ -5,9 +5,16 @@ Sources: a run folder, a saved generator (:class:`~ganforge.generator.GeneratorA
 tensor of images, a folder of image files, an ``.npz``/``.npy`` array file, or a data set spec such as
 ``mnist:train5k``. References: a data set spec (default ``mnist:heldout``), a tensor, a folder or an
 array file. Reference statistics are computed once per process and reused.
+
+The feature network follows the images (``extractor="auto"``, see
+:func:`~ganforge.metrics.features.choose_extractor`), and a result says when its numbers mean little:
+digit features of non-digit images, generated and reference images of different shapes, or too few
+samples for the metric (``result["warnings"]``, also printed to stderr).
 """
 from __future__ import annotations
 
+import itertools
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +29,7 @@ from ganforge.data.images import load_image_folder
 from ganforge.data.mnist import to_tensor_images
 from ganforge.generator import GeneratorArtifact, Prior, load, output_x, sampling_mode
 from ganforge.metrics import digits as _digits  # noqa: F401  (registers the "digits" extractor)
-from ganforge.metrics.features import FeatureExtractor, get_extractor
+from ganforge.metrics.features import DIGIT_SHAPE, FeatureExtractor, get_extractor, resolve_extractor, shape_text
 from ganforge.metrics.modes import stacked_mnist_modes
 from ganforge.metrics.pipeline import IMAGE_METRICS, compute_image_metrics
 from ganforge.metrics.stats import FeatureStats, collect
@@ -34,6 +41,11 @@ DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc")
 # The held-out split of each data set that has one: the default reference of its runs.
 HELDOUT = {"mnist": "mnist:heldout", "fashion-mnist": "fashion-mnist:test", "cifar10": "cifar10:test"}
 _REFERENCE_CACHE: dict[tuple[str, str, str, int], FeatureStats] = {}
+# Fewest samples for a number worth reading. FID / KID: as many as feature dimensions (2,048 for
+# Inception), below which the covariance is singular and FID's bias dominates (Heusel et al. recommend
+# 10k+, Chong & Forsyth 2020 show the bias at n < 2k). Precision / recall and density / coverage: k-NN
+# balls over fewer than about 1,000 points are too coarse (Kynkaanniemi et al. 2019 use 50k).
+MIN_MANIFOLD_SAMPLES = 1000
 
 
 def parse_metrics(metrics: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -73,6 +85,8 @@ def load_images(spec: str | Path | Tensor, like: Tensor | None = None) -> tuple[
     """Images and a description from a tensor, a folder, an array file or a data set spec."""
     if isinstance(spec, Tensor):
         return spec, f"tensor{tuple(spec.shape)}"
+    if hasattr(spec, "images") and hasattr(spec, "description"):  # a held-out part of the user's data
+        return spec.images(), spec.description
     path = Path(spec)
     if path.is_dir():
         size, channels = (like.shape[-1], like.shape[1]) if like is not None else (28, 1)
@@ -130,9 +144,11 @@ def _source_batches(source: Any, n: int | None, batch: int, seed: int,
 
 
 def reference_stats(reference: str | Path | Tensor, extractor: FeatureExtractor, batch: int = 500,
-                    progress: bool = False) -> tuple[FeatureStats, str, Tensor]:
-    """Feature statistics of the reference set (all its images), cached per process."""
-    images, desc = load_images(reference)
+                    progress: bool = False, loaded: tuple[Tensor, str] | None = None) -> tuple[FeatureStats, str, Tensor]:
+    """Feature statistics of the reference set (all its images), cached per process.
+
+    ``loaded`` is ``load_images(reference)`` when the caller already has it (no second decode)."""
+    images, desc = loaded if loaded is not None else load_images(reference)
     key = (desc, extractor.name, extractor.sha256, len(images))
     if isinstance(reference, Tensor) or key not in _REFERENCE_CACHE:
         stats = collect((images[i:i + batch] for i in range(0, len(images), batch)), extractor,
@@ -143,17 +159,65 @@ def reference_stats(reference: str | Path | Tensor, extractor: FeatureExtractor,
     return _REFERENCE_CACHE[key], desc, images
 
 
+def _warning(kind: str, message: str) -> dict[str, str]:
+    """A warning as the training log writes them (``{"warning": kind, "message": ...}``)."""
+    return {"warning": kind, "message": message}
+
+
+def image_warnings(extractor: str, fake_shape: tuple[int, ...], real_shape: tuple[int, ...]) -> list[dict[str, str]]:
+    """Warnings about what the images are: digit features of non-digit images, and generated and reference
+    images of different shapes (each is converted for the extractor, but the metric then also measures that)."""
+    out = []
+    if extractor == "digits":
+        odd = [shape_text(s) for s in dict.fromkeys((fake_shape, real_shape)) if s != DIGIT_SHAPE]
+        if odd:
+            out.append(_warning("extractor_mismatch", (
+                f"the digits extractor is a classifier of 28x28 grey digits: its features mean little for "
+                f"{' and '.join(odd)} images (use extractor auto or inception)")))
+    if fake_shape != real_shape:
+        out.append(_warning("shape_mismatch", (
+            f"generated images are {shape_text(fake_shape)} but reference images are {shape_text(real_shape)}: "
+            "both are converted for the extractor, so the numbers also measure that difference")))
+    return out
+
+
+def sample_warnings(metrics: list[str], protocol: dict[str, Any]) -> list[dict[str, str]]:
+    """Warnings for metrics computed on too few samples to mean much, one per group of metrics that share
+    counts and minimum, naming them, the counts and the recommended minimum."""
+    dim = int(protocol["feature_dim"])
+    groups: dict[tuple[int, int, int], list[str]] = {}
+    for m in metrics:
+        if m == "fid":
+            key = (dim, protocol["n_fake"], protocol["n_real"])
+        elif m == "kid":  # KID sees the kept rows
+            key = (dim, protocol["n_fake_kept"], protocol["n_real_kept"])
+        elif m in ("pr", "dc"):
+            key = (MIN_MANIFOLD_SAMPLES, protocol["n_fake_kept"], protocol["n_real_kept"])
+        else:
+            continue
+        if min(key[1], key[2]) < key[0]:
+            groups.setdefault(key, []).append(m)
+    return [_warning("few_samples", (
+        f"{', '.join(names)} on {n_fake:,} generated and {n_real:,} reference samples: fewer than the {need:,} "
+        f"recommended{f' for {dim}-d features' if need == dim else ''}, so the numbers are noisy and biased "
+        "(use more samples, e.g. n)")) for (need, n_fake, n_real), names in groups.items()]
+
+
 def evaluate(source: Any, reference: str | Path | Tensor = "mnist:heldout",
              metrics: str | list[str] | tuple[str, ...] = DEFAULT_METRICS, n: int | None = None,
-             extractor: str = "digits", batch_size: int = 500, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+             extractor: str = "auto", batch_size: int = 500, seed: int = 0, progress: bool = True,
+             warn: bool = True) -> dict[str, Any]:
     """Evaluate generated (or real) images against a reference.
 
     ``metrics`` among fid, kid, is (Inception Score with the extractor's classifier), pr (precision
     and recall, k = 3), dc (density and coverage, k = 5) and modes (Stacked MNIST: modes covered of
     1,000 and KL to uniform). ``n`` samples are drawn from a generator (default 5,000; the reference's
-    size is the usual choice) or taken from the head of an image set (default: all). Returns the
-    numbers and a ``protocol`` entry with the extractor's name and SHA-256, the sample counts, the
-    reference and the resize rule.
+    size is the usual choice) or taken from the head of an image set (default: all). ``extractor`` is a
+    registered name or ``auto``: ``digits`` for 1x28x28 images (generated and reference), else
+    ``inception``. Returns the numbers and a ``protocol`` entry with the extractor's name, SHA-256 and
+    why it was used (``extractor_choice``), the sample counts, the reference and the resize rule; and,
+    when the numbers mean little, ``warnings`` (``[{"warning": kind, "message": ...}]``), printed to
+    stderr too unless ``warn`` is false (the training loop logs them instead).
 
     >>> import ganforge, torch
     >>> r = ganforge.evaluate(torch.rand(300, 1, 28, 28) * 2 - 1, metrics="fid", progress=False)
@@ -162,34 +226,56 @@ def evaluate(source: Any, reference: str | Path | Tensor = "mnist:heldout",
     """
     names = parse_metrics(metrics)
     t0 = time.perf_counter()
-    ext = get_extractor(extractor)
+    # A named extractor is built first, so a wrong name fails before any work is done; auto waits for the shapes.
+    ext = get_extractor(extractor) if extractor != "auto" else None
     image_metrics = [m for m in names if m in IMAGE_METRICS]
+    ref: tuple[Tensor, str] | None = None
     like = None
-    if image_metrics and isinstance(source, (str, Path)) and Path(source).is_dir():
-        like = load_images(reference)[0][:1]  # a folder of files is read at the reference's size
-    # The source is resolved first, so a bad one fails before any work is done.
+    if image_metrics:
+        ref = load_images(reference)
+        if isinstance(source, (str, Path)) and Path(source).is_dir():
+            like = ref[0][:1]  # a folder of files is read at the reference's size
+    # The source is resolved before the reference's features, so a bad one fails before the long part.
     batches, count, desc = _source_batches(source, n, batch_size, seed, like)
+    stream = batches()
+    first = next(stream, None)  # its shape picks the extractor; it is put back in front of the stream
+    stream = itertools.chain([first] if first is not None else [], stream)
+    warnings: list[dict[str, str]] = []
+    choice = ""
     real, ref_desc = None, ""
     if image_metrics:
-        real, ref_desc, _ = reference_stats(reference, ext, batch_size, progress)
+        assert ref is not None
+        real_shape = tuple(ref[0].shape[1:])
+        fake_shape = tuple(first.shape[1:]) if first is not None else real_shape
+        name, choice = resolve_extractor(extractor, fake_shape, real_shape)
+        ext = ext or get_extractor(name)
+        warnings += image_warnings(ext.name, fake_shape, real_shape)
+        real, ref_desc, _ = reference_stats(reference, ext, batch_size, progress, loaded=ref)
     mode_batches: list[Tensor] = []
 
     def tapped() -> Iterator[Tensor]:
-        for x in batches():
+        for x in stream:
             if "modes" in names:
                 mode_batches.append(x)
             yield x
 
     result: dict[str, Any] = {}
     if image_metrics:
-        assert real is not None
+        assert real is not None and ext is not None
         fake = collect(tapped(), ext, max_keep=count, progress=progress, total=-(-count // batch_size))
         result = compute_image_metrics(fake, real, image_metrics, ext, ref_desc)
+        result["protocol"]["extractor_choice"] = choice
+        warnings += sample_warnings(image_metrics, result["protocol"])
     else:
-        mode_batches = list(batches())
+        mode_batches = list(stream)
     if "modes" in names:
         classify = get_extractor("digits").classify
         result.update(stacked_mnist_modes(torch.cat(mode_batches), classify))
     protocol = result.setdefault("protocol", {"extractor": "digits", "extractor_sha256": _digits.WEIGHTS_SHA256})
     protocol.update({"source": desc, "n": count, "seed": seed, "seconds": round(time.perf_counter() - t0, 2)})
+    if warnings:
+        result["warnings"] = warnings
+        if warn:
+            for w in warnings:  # once per call: each warning is made once
+                print(f"ganforge: warning: {w['message']}", file=sys.stderr)
     return result

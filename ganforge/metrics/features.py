@@ -3,12 +3,16 @@
 A metric is a pipeline: images -> features (this module) -> statistics (:mod:`ganforge.metrics.stats`)
 -> number. An extractor is identified in every result by its name and the SHA-256 of its weights file, so
 two numbers are only compared when they came from the same network (clean-fid's lesson).
+
+Which network suits which images is decided in one place, :func:`choose_extractor` (what ``auto`` means):
+the shipped ``digits`` classifier for MNIST-like 1x28x28 images, the FID Inception-v3 (``inception``)
+for anything else.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -16,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganforge.metrics import inception as _inception
 from ganforge.registry import ConfigError, Registry
 
 
@@ -155,3 +160,111 @@ register_feature_extractor(
     InceptionV3Extractor,
     help=f"Inception-v3 pool3 (2048-d) + 1008 logits via torch-fidelity; weights from ${INCEPTION_ENV}",
 )
+
+
+# -- Inception-v3 as stylegan2-ada-pytorch / clean-fid run it (TorchScript, fetched once, SHA-256 pinned) --------
+
+
+class InceptionExtractor:
+    """The FID Inception-v3 of stylegan2-ada-pytorch, StyleGAN3, EDM and clean-fid: NVIDIA's TorchScript file
+    ``inception-2015-12-05.pt`` (see :mod:`ganforge.metrics.inception` for where it comes from).
+
+    Called as those code bases call it: ``net(images_uint8_NCHW, return_features=True)`` gives the 2048-d
+    pool features, and the network resizes to 299x299 itself. Logits for the Inception Score are the
+    unbiased ones (``no_output_bias=True`` there, matching the original IS code), taken from the features
+    with the network's own output weights when it exposes them, so one forward pass serves both.
+    """
+
+    name = "inception"
+    feature_dim = 2048
+    num_classes = 1008
+    resize = ("quantized to uint8 0..255, grey repeated to RGB, resized to 299x299 inside the TorchScript "
+              "network (bilinear; stylegan2-ada-pytorch's protocol)")
+    # Images per forward pass: 299x299 activations of a 500-image evaluation batch would need gigabytes;
+    # 64 is stylegan2-ada-pytorch's batch.
+    chunk = 64
+
+    def __init__(self, weights_path: str | Path | None = None, expected_sha256: str | None = None,
+                 urls: list[str] | None = None, device: str | torch.device | None = None) -> None:
+        # The pin is read here, not bound as a default, so it is the module's value at build time.
+        pinned = expected_sha256 or _inception.INCEPTION_TS_SHA256
+        path, self.sha256 = _inception.inception_weights(weights_path, pinned, urls)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            net = torch.jit.load(str(path), map_location=self.device)
+        except (RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"{path} is not a loadable TorchScript file ({first}); delete it and run again") from None
+        self.net = net.eval()
+        self._head = self._output_weights()
+
+    def _output_weights(self) -> Tensor | None:
+        """The (1008, 2048) weights of the network's ``output`` layer (stylegan2-ada-pytorch's file has
+        one), or None: then logits come from a second pass with ``no_output_bias=True``."""
+        w = getattr(getattr(self.net, "output", None), "weight", None)
+        if isinstance(w, Tensor) and tuple(w.shape) == (self.num_classes, self.feature_dim):
+            return w.detach().float()
+        return None
+
+    @torch.no_grad()
+    def extract(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """2048-d features and 1008 unbiased logits of images in [-1, 1] (any size; 1 or 3 channels)."""
+        x = prepare_images(x, None, 3)
+        # The network expects decoded-image pixels; (x + 1) * 127.5 rounded equals stylegan2-ada-pytorch's
+        # (x * 127.5 + 128).clamp(0, 255).to(uint8) of its generator outputs.
+        x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        features, logits = [], []
+        for part in x.split(self.chunk):
+            part = part.to(self.device)
+            f = self.net(part, return_features=True).float()
+            if self._head is not None:
+                z = f @ self._head.T
+            else:
+                # Softmax probabilities without the output bias; their log is a logit vector with the same
+                # softmax, which is all the Inception Score reads.
+                z = self.net(part, no_output_bias=True).float().clamp_min(1e-30).log()
+            features.append(f.cpu())
+            logits.append(z.cpu())
+        return torch.cat(features), torch.cat(logits)
+
+
+register_feature_extractor(
+    "inception",
+    InceptionExtractor,
+    help=f"FID Inception-v3 (stylegan2-ada-pytorch / clean-fid TorchScript), 2048-d; fetched once to "
+         f"~/.cache/ganforge or ${_inception.INCEPTION_TS_ENV}, SHA-256 pinned",
+)
+
+
+# -- which extractor suits which images ------------------------------------------------------------------------
+
+DIGIT_SHAPE = (1, 28, 28)
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``(3, 32, 32)`` -> ``"3x32x32"``."""
+    return "x".join(str(int(d)) for d in shape)
+
+
+def choose_extractor(*shapes: Sequence[int]) -> str:
+    """The extractor ``auto`` stands for, from the image shapes (C, H, W) to be compared (a leading batch
+    dimension is ignored): ``digits`` only when every one is MNIST's 1x28x28, otherwise ``inception``.
+
+    The digit classifier knows 28x28 grey digits and nothing else: on colour or larger images its features
+    say little about realism (a colour run once scored FID 1,609 against MNIST through it, unremarked).
+    """
+    dims = [tuple(int(d) for d in s)[-3:] for s in shapes]
+    return "digits" if dims and all(d == DIGIT_SHAPE for d in dims) else "inception"
+
+
+def resolve_extractor(requested: str, *shapes: Sequence[int]) -> tuple[str, str]:
+    """``(extractor name, why)`` for an ``eval.extractor`` setting and the image shapes it will see.
+
+    ``auto`` is decided by :func:`choose_extractor`; ``why`` goes into the result's protocol, e.g.
+    ``"auto: 3x32x32 images -> inception"``. Any other name is taken as asked.
+    """
+    if requested != "auto":
+        return requested, f"requested: {requested}"
+    name = choose_extractor(*shapes)
+    seen = list(dict.fromkeys(shape_text(tuple(s)[-3:]) for s in shapes))
+    return name, f"auto: {' and '.join(seen) or 'unknown'} images -> {name}"

@@ -119,6 +119,8 @@ def evaluate_text(artifact: Any, data: Any, n: int = 10_000, seed: int = 1234, t
     if test is not None:
         out["nll_test"] = nll(artifact.module, test, temperature)
         proto["test_sequences"] = len(test)
+        if getattr(data, "test_source", None):
+            proto["test_set"] = data.test_source
     if oracle is None:
         hyps = hypothesis_tokens(tokens, artifact.transform)
         refs = _references(data)

@@ -29,6 +29,12 @@ class TableData:
     ``conditional=False``, the VAE's case) batches are uniform draws of rows.
     """
 
+    # Rows kept out of training (a DataFrame; ganforge.data's `table` sets them) and where they come from:
+    # what a run's synthetic rows are scored against at its end.
+    heldout: Any = None
+    heldout_source: str | None = None
+    discrete_columns: Any = None
+
     def __init__(self, x: Tensor, codes: np.ndarray | None = None, layout: list[tuple[int, int]] | None = None,
                  spans: tuple[Any, ...] = (), conditional: bool = True, transform: Any = None) -> None:
         self.x = x.float().contiguous()

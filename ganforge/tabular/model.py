@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ganforge.config import Config, from_dict, load_yaml, merge
+from ganforge.config import Config, from_dict, load_yaml, merge, merge_config
 from ganforge.generator import GeneratorArtifact
 from ganforge.io import atomic_write_text
 from ganforge.registry import ConfigError
@@ -130,7 +130,7 @@ class TabularGAN:
         sections = merge(self._sections, {"train": {
             "steps": steps, "log_every": min(50, steps_per_epoch),
             "checkpoint_every": self.checkpoint_every * steps_per_epoch if self.checkpoint_every else 0}})
-        cfg = from_dict(merge(load_yaml(self.preset), sections))
+        cfg = from_dict(merge_config(load_yaml(self.preset), sections))
         cfg.preset = self.preset
         return cfg, steps_per_epoch
 

@@ -112,6 +112,18 @@ class LRDecay:
         self._apply(trainer.step_num)
 
 
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as dotted keys (``model.loss.name``); lists and empty dicts stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
 def _drop_partial_last_line(path: Path) -> None:
     """Cut a log back to its last complete line.
 
@@ -176,6 +188,55 @@ class Logger:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     self.tb.add_scalar(k, v, step)
+
+    def image(self, step: int, tag: str, image: Any) -> None:
+        """Send a picture to TensorBoard (a no-op when TensorBoard is off).
+
+        ``image`` is an array or tensor (H, W), (H, W, C) uint8 or float in [0, 1], or the path of a
+        picture file (a sample grid just written).
+        """
+        if self.tb is None:
+            return
+        import numpy as np
+
+        if isinstance(image, (str, Path)):
+            from PIL import Image
+
+            with Image.open(image) as img:
+                image = np.asarray(img.convert("RGB"))
+        arr = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        self.tb.add_image(tag, arr, step, dataformats="HWC")
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """Write the run's settings with its final metrics to TensorBoard's HParams view (no-op when
+        TensorBoard is off). Nested settings are flattened to dotted keys; values that are not
+        numbers, strings or booleans are written as their JSON text, ``None`` left out."""
+        if self.tb_dir is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams as hparams_summary
+        except ImportError:  # tensorboard is optional
+            return
+        flat = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v, default=str)
+                for k, v in _flatten(hparams).items() if v is not None}
+        scores = {f"hparam/{k}": float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        # The summary goes into the run's own folder (add_hparams would make a sub-run per call); the
+        # metrics are also scalars there, which is where the HParams view reads their values.
+        exp, ssi, sei = hparams_summary(flat, scores)
+        writer = self.tb if self.tb is not None else SummaryWriter(str(self.tb_dir))
+        try:
+            fw = writer._get_file_writer()
+            for summary in (exp, ssi, sei):
+                fw.add_summary(summary)
+            for k, v in scores.items():
+                writer.add_scalar(k, v)
+        finally:
+            if writer is not self.tb:
+                writer.close()
 
     def warn(self, step: int, kind: str, message: str) -> None:
         """Log a health warning and show it on screen above the progress bar."""

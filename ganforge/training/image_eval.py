@@ -15,10 +15,39 @@ HIGHER_IS_BETTER = {"inception_score", "precision", "recall", "density", "covera
 _METRIC_KEYS = {"fid": "fid", "kid": "kid", "is": "inception_score", "modes": "modes_covered"}
 
 
-def resolve_reference(cfg: Config) -> str | None:
-    """The configured reference, or the data set's held-out split for ``auto`` (None when it has none)."""
+class HeldOut:
+    """The held-out part of a data set built from the run's own data options (an image folder's
+    ``split: heldout``): what a run on the user's images is measured against by default."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name, self.options = name, {**options, "split": "heldout"}
+        self._images: Any = None
+        path = options.get("path", "")
+        self.description = f"{name}:{path} (held out: {options.get('holdout', 0.1):.0%} of its files)"
+
+    def images(self) -> Any:
+        """The held-out images (decoded once)."""
+        if self._images is None:
+            from ganforge.data import build_dataset
+
+            self._images = build_dataset(self.name, {**self.options, "stream": False}).x
+        return self._images
+
+
+# Data sets built from the user's files whose held-out part is the default reference.
+OWN_DATA = {"image-folder"}
+
+
+def resolve_reference(cfg: Config) -> str | HeldOut | None:
+    """The configured reference, or for ``auto`` the data set's held-out split (a named split, or the
+    held-out part of the user's own folder); None when it has none."""
     if cfg.eval.reference != "auto":
         return cfg.eval.reference
+    if cfg.data.name in OWN_DATA:
+        options = dict(cfg.data.options)
+        if cfg.data.path:
+            options["path"] = cfg.data.path
+        return HeldOut(cfg.data.name, options)
     return HELDOUT.get(cfg.data.name)
 
 

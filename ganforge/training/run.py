@@ -42,6 +42,7 @@ from ganforge.training.checkpoint import load_state
 from ganforge.training.distributed import SINGLE, World, broadcast, device_for, gather, local_batch
 from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.t2i_eval import CaptionMetrics, caption_pictures
+from ganforge.training.table_eval import table_metrics
 from ganforge.training.text_eval import TextMetrics, write_samples
 from ganforge.training.trainer import RANK_SEED_STRIDE, GANParts, Trainer
 
@@ -219,9 +220,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         cbs.append(Every(tc.eval_every, caption_eval))
     if files is not None:
         (files / "samples").mkdir(exist_ok=True)
-        cbs.append(Every(tc.sample_every, lambda t: plot_samples(
-            artifact, parts.data, files / "samples" / f"step_{t.step_num:07d}.png",
-            f"{cfg.preset or 'run'} step {t.step_num}")))
+
+        def sample_picture(t: Trainer) -> None:
+            path = files / "samples" / f"step_{t.step_num:07d}.png"
+            plot_samples(artifact, parts.data, path, f"{cfg.preset or 'run'} step {t.step_num}")
+            if path.is_file():  # a picture (text runs write sentences): TensorBoard shows it too
+                logger.image(t.step_num, "samples", path)
+
+        cbs.append(Every(tc.sample_every, sample_picture))
     # The caller's callbacks run before the checkpoint, so a checkpoint holds their state after
     # their call at that step (a resumed run neither repeats nor skips it).
     cbs += list(callbacks or [])
@@ -247,6 +253,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     if trainer.stop_reason is None:
         summary.update(toy_metrics(artifact, parts.data, tc.eval_samples))
         summary.update(conditional_metrics(artifact, parts, cfg))
+        table = table_metrics(artifact, parts.data) if writer else {}
+        if table:
+            summary["table_quality"] = {k: v for k, v in table.items() if k != "protocol"}
+            summary["eval_protocol"] = table["protocol"]
         if text_eval is not None:
             summary.update({k: v for k, v in text_eval.last.items() if k != "protocol"})
             summary["eval_protocol"] = text_eval.last.get("protocol", {})
@@ -262,6 +272,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     summary["final"] = logger.last
     summary["warnings"] = logger.warnings
     summary["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    # TensorBoard's HParams view: the resolved config against the final numbers (no-op without TensorBoard).
+    logger.hparams(to_dict(cfg), {k: v for k, v in summary.items() if k not in ("steps",)})
     if files is not None:
         if trainer.stop_reason is None:
             artifact.export(files / "generator.safetensors")

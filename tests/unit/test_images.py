@@ -107,7 +107,7 @@ def test_image_folder_labels_and_builder(tmp_path):
     assert classes == ["a", "b"] and labels.tolist() == [0, 0, 1, 1] and x.shape == (4, 3, 8, 8)
     with pytest.warns(UserWarning, match="skipped 1"):
         d = build_dataset("image-folder", {"path": str(tmp_path)})
-    assert d.shape == (1, 28, 28) and len(d) == 4
+    assert d.shape == (3, 28, 28) and len(d) == 4  # colour files: 3 channels by default
 
 
 def test_image_folder_empty_or_missing(tmp_path):
