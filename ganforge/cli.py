@@ -408,13 +408,17 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.formatwarning = _warning_line  # type: ignore[assignment]
-    from ganforge.training.callbacks import TrainingDiverged
+    from ganforge.training.callbacks import Interrupted, TrainingDiverged
 
     try:
         return int(args.fn(args))
     except ConfigError as e:
         print(f"ganforge: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        resume = f"; continue with: ganforge train --resume {e.out}" if e.out is not None else ""
+        print(f"ganforge: {e}; checkpoint saved{resume}", file=sys.stderr)
+        return 130 if e.signal_name == "SIGINT" else 143
     except TrainingDiverged as e:
         print(f"ganforge: training stopped: {e} (last good checkpoint kept)", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -328,7 +329,97 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Build a validated :class:`Config` from a (possibly partial) nested dict."""
-    return _build(Config, merge(to_dict(Config()), data))
+    cfg = _build(Config, merge(to_dict(Config()), data))
+    validate(cfg)
+    return cfg
+
+
+# The allowed range of every number that has one: (low, low inclusive, high, high inclusive); None = open.
+# Keys name a field of any section ("*.lr" = the lr of optim_g and optim_d), checked by validate().
+_POSITIVE_INT = (1, True, None, False)
+_NON_NEGATIVE = (0, True, None, False)
+_POSITIVE = (0, False, None, False)
+_FRACTION = (0, True, 1, False)  # [0, 1)
+RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
+    "train.steps": _POSITIVE_INT, "train.batch_size": _POSITIVE_INT, "train.d_steps": _POSITIVE_INT,
+    "train.g_steps": _POSITIVE_INT, "train.accumulate": _POSITIVE_INT, "train.log_every": _POSITIVE_INT,
+    "train.sample_every": _NON_NEGATIVE, "train.checkpoint_every": _NON_NEGATIVE, "train.eval_every": _NON_NEGATIVE,
+    "train.eval_samples": _POSITIVE_INT, "train.seed": _NON_NEGATIVE,
+    "optim_*.lr": _POSITIVE, "optim_*.betas": _FRACTION, "optim_*.momentum": _FRACTION,
+    "optim_*.alpha": _FRACTION, "optim_*.weight_decay": _NON_NEGATIVE,
+    "model.z_dim": _NON_NEGATIVE, "model.classes": _NON_NEGATIVE, "model.continuous_codes": _NON_NEGATIVE,
+    "model.aux_weight": _NON_NEGATIVE, "model.vae_beta": _NON_NEGATIVE, "model.self_condition": _NON_NEGATIVE,
+    "model.class_probs": _NON_NEGATIVE,
+    "model.*.hidden": _POSITIVE_INT, "model.*.width": _POSITIVE_INT, "model.*.dropout": _FRACTION,
+    "model.*.minibatch_discrimination": _NON_NEGATIVE, "model.*.fc": _NON_NEGATIVE,
+    "model.*.reference_batch": _NON_NEGATIVE, "model.*.pac": _POSITIVE_INT,
+    "model.loss.weight_clip": _NON_NEGATIVE, "model.loss.gradient_penalty": _NON_NEGATIVE,
+    "model.loss.r1": _NON_NEGATIVE, "model.loss.reg_interval": _POSITIVE_INT,
+    "model.loss.began_gamma": _POSITIVE, "model.loss.began_lambda_k": _NON_NEGATIVE,
+    "model.loss.mmd_bandwidths": _POSITIVE,
+    "model.text.pretrain_steps": _NON_NEGATIVE, "model.text.d_pretrain_steps": _NON_NEGATIVE,
+    "model.text.rollouts": _POSITIVE_INT, "model.text.rollout_update": (0, True, 1, True),
+    "model.text.tau_start": _POSITIVE, "model.text.tau_end": _POSITIVE, "model.text.mle_weight": _NON_NEGATIVE,
+    "model.text.adversarial_lr_g": _NON_NEGATIVE, "model.text.eval_samples": _POSITIVE_INT,
+    "model.t2i.interpolate": _NON_NEGATIVE, "model.t2i.beta": (0, True, 1, True),
+    "model.t2i.mode_seeking": _NON_NEGATIVE,
+    "techniques.label_smoothing": _FRACTION, "techniques.label_flip": _FRACTION,
+    "techniques.instance_noise": _NON_NEGATIVE, "techniques.instance_noise_anneal_steps": _NON_NEGATIVE,
+    "techniques.ema": _FRACTION, "techniques.ema_start": _NON_NEGATIVE,
+    "techniques.historical_average": _NON_NEGATIVE,
+    "eval.n": _POSITIVE_INT, "eval.captions": _POSITIVE_INT, "eval.classifier_steps": _POSITIVE_INT,
+    "health.saturation": (0, False, 1, False), "health.saturation_patience": _POSITIVE_INT,
+    "health.grad_vanish": _NON_NEGATIVE, "health.grad_explode": _POSITIVE, "health.mode_drop": _POSITIVE_INT,
+}
+
+
+def _range_text(low: float | None, low_in: bool, high: float | None, high_in: bool, integer: bool) -> str:
+    if (low, low_in, high) == (1, True, None) and integer:
+        return "a positive integer"
+    if (low, low_in, high) == (0, True, None):
+        return "a number >= 0"
+    if (low, low_in, high) == (0, False, None):
+        return "a number > 0"
+    return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+
+
+def _range_key(key: str) -> str | None:
+    if key in RANGES:
+        return key
+    parts = key.split(".")
+    for i in range(len(parts) - 1):
+        star = ".".join(parts[:i] + ["*"] + parts[i + 1:])
+        if star in RANGES:
+            return star
+    if parts[0].startswith("optim_"):
+        star = "optim_*." + ".".join(parts[1:])
+        return star if star in RANGES else None
+    return None
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check every number of ``cfg`` against :data:`RANGES` (and that it is finite): one
+    :class:`ConfigError` naming the key, the value and what is allowed."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+            continue
+        values = value if isinstance(value, list) else [value]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        for v in numbers:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{key}: must be a finite number, got {v}")
+        rule = _range_key(key)
+        if rule is None:
+            continue
+        low, low_in, high, high_in = RANGES[rule]
+        for v in numbers:
+            bad = (low is not None and (v < low or (v == low and not low_in))) or \
+                  (high is not None and (v > high or (v == high and not high_in)))
+            if bad:
+                what = _range_text(low, low_in, high, high_in, isinstance(v, int))
+                raise ConfigError(f"{key} must be {what}, got {v}")
 
 
 def _all_keys(cls: type, prefix: str = "") -> list[str]:

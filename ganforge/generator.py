@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ganforge.config import ModelConfig, from_dict, to_dict
@@ -29,6 +28,7 @@ from ganforge.data.transform import OutputTransform, load_transform
 from ganforge.io import atomic_write, atomic_write_text
 from ganforge.nn import build_generator, module_device
 from ganforge.registry import ConfigError
+from ganforge.tensorfile import one_line, read_tensor_file
 
 FORMAT = "ganforge-generator-2"
 _TRANSFORM_PREFIX = "transform/"
@@ -279,42 +279,79 @@ def _labels(prior: Prior, n: int, label: int | None) -> Tensor | None:
     return torch.full((n,), label, dtype=torch.long)
 
 
+def weights_mismatch(module: nn.Module, weights: dict[str, Tensor]) -> str | None:
+    """How ``weights`` fail to fit ``module`` (the first wrong shape, missing or unexpected names), or None."""
+    own = module.state_dict()
+    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(getattr(weights[k], "shape", ()))]
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    why = []
+    if shapes:
+        k = shapes[0]
+        theirs = tuple(getattr(weights[k], "shape", ()))
+        why.append(f"{k} has shape {theirs} in the file but {tuple(own[k].shape)} in the model"
+                   + (f" ({len(shapes) - 1} more shapes differ)" if len(shapes) > 1 else ""))
+    if missing:
+        why.append(f"{len(missing)} weights of the model are not in the file, e.g. {missing[0]}")
+    if unexpected:
+        why.append(f"{len(unexpected)} weights in the file are not in the model, e.g. {unexpected[0]}")
+    return "; ".join(why) or None
+
+
 def load(path: str | Path, generator: nn.Module | None = None) -> GeneratorArtifact:
     """Load a saved generator (a run folder or its ``generator.safetensors``); no code is unpickled.
 
-    A generator built from your own module needs that module passed as ``generator=``.
+    A generator built from your own module needs that module passed as ``generator=``. Anything that
+    is not a ganforge generator file (a pickle, another program's safetensors file, damaged
+    metadata, weights of another model) is a :class:`ConfigError` of one line naming the file.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "generator.safetensors"
     if not path.is_file():
         raise ConfigError(f"no generator at {path}")
+    meta, tensors = read_tensor_file(path, "ganforge", "ganforge generator file")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("ganforge")
-        tensors = load_file(str(path))
-    except Exception as e:  # a file that is not safetensors at all
-        raise ConfigError(f"{path} is not a ganforge generator file ({e})") from None
-    if raw is None:
-        raise ConfigError(f"{path} is not a ganforge generator file")
-    meta = json.loads(raw)
-    model = from_dict({"model": meta["model"]}).model
-    # Format 1 (before the artifact) kept no spec or prior: both follow from the shape and model.
-    spec = DataSpec.from_dict(meta["spec"]) if "spec" in meta else DataSpec(tuple(meta["shape"]))
-    prior = Prior.from_config(meta["prior"]) if "prior" in meta else Prior.from_model(model)
-    if generator is None:
-        if meta.get("custom"):
-            raise ConfigError(f"{path} holds weights of a user-defined generator: pass generator=YourModule()")
-        generator = build_generator_module(model, spec, prior.dim)
+        if not isinstance(meta, dict):
+            raise TypeError(f"the metadata is a {type(meta).__name__}, not a mapping")
+        if meta.get("custom") and generator is None:
+            raise ConfigError(f"{path} holds weights of a user-defined generator module, which its config cannot "
+                              "rebuild: load it from Python with ganforge.load(path, generator=YourModule())")
+        model = from_dict({"model": meta["model"]}).model
+        # Format 1 (before the artifact) kept no spec or prior: both follow from the shape and model.
+        spec = DataSpec.from_dict(meta["spec"]) if "spec" in meta else DataSpec(tuple(meta["shape"]))
+        prior = Prior.from_config(meta["prior"]) if "prior" in meta else Prior.from_model(model)
+        if generator is None:
+            generator = build_generator_module(model, spec, prior.dim)
+    except ConfigError as e:  # name the file: the bad value is in it, not in anything the user typed
+        if str(e).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # metadata not as export() writes it
+        raise ConfigError(f"{path}: a ganforge generator file with corrupted metadata ({type(e).__name__}: "
+                          f"{one_line(e)})") from None
     weights = {k: v for k, v in tensors.items() if not k.startswith(_TRANSFORM_PREFIX)}
-    generator.load_state_dict(weights)
+    mismatch = weights_mismatch(generator, weights)
+    if mismatch is not None:
+        raise ConfigError(f"{path} was written for a different model: {mismatch}")
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as e:  # what the shape check above cannot see (a module's own load hooks)
+        raise ConfigError(f"{path} was written for a different model: {one_line(e)}") from None
     transform = None
     if meta.get("transform"):
-        t = meta["transform"]
-        if t["kind"] == "tabular":
-            import ganforge.tabular.transformer  # noqa: F401  (registers the table transformer; needs pandas)
-        elif t["kind"] == "captions":
-            import ganforge.data.captioned  # noqa: F401  (registers the caption transform)
-        transform = load_transform(t["kind"], t["config"], {k[len(_TRANSFORM_PREFIX):]: v for k, v in tensors.items()
-                                                            if k.startswith(_TRANSFORM_PREFIX)})
+        try:
+            t = meta["transform"]
+            if t["kind"] == "tabular":
+                import ganforge.tabular.transformer  # noqa: F401  (registers the table transformer; needs pandas)
+            elif t["kind"] == "captions":
+                import ganforge.data.captioned  # noqa: F401  (registers the caption transform)
+            transform = load_transform(t["kind"], t["config"], {k[len(_TRANSFORM_PREFIX):]: v
+                                                                for k, v in tensors.items()
+                                                                if k.startswith(_TRANSFORM_PREFIX)})
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise ConfigError(f"{path}: its output transform cannot be rebuilt ({type(e).__name__}: "
+                              f"{one_line(e)})") from None
     return GeneratorArtifact(generator.eval(), prior, spec, meta["model"], transform, bool(meta.get("custom")))

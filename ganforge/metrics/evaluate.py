@@ -144,7 +144,8 @@ def _source_batches(source: Any, n: int | None, batch: int, seed: int,
 
 
 def reference_stats(reference: str | Path | Tensor, extractor: FeatureExtractor, batch: int = 500,
-                    progress: bool = False, loaded: tuple[Tensor, str] | None = None) -> tuple[FeatureStats, str, Tensor]:
+                    progress: bool = False,
+                    loaded: tuple[Tensor, str] | None = None) -> tuple[FeatureStats, str, Tensor]:
     """Feature statistics of the reference set (all its images), cached per process.
 
     ``loaded`` is ``load_images(reference)`` when the caller already has it (no second decode)."""

@@ -25,6 +25,14 @@ class TrainingDiverged(RuntimeError):
     """The run produced NaN or Inf; the last good checkpoint is kept."""
 
 
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training; a checkpoint of the step reached was saved."""
+
+    def __init__(self, signal_name: str, step: int, out: Any) -> None:
+        super().__init__(f"interrupted at step {step} ({signal_name})")
+        self.signal_name, self.step, self.out = signal_name, step, out
+
+
 def _floats(out: dict[str, Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
@@ -267,6 +275,12 @@ class Logger:
                 self.bar.set_postfix(shown, refresh=False)
         if self.bar is not None:
             self.bar.update(1)
+
+    def close_bar(self) -> None:
+        """End the progress bar (an interrupted run: the log stays open for the last records)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def on_train_end(self, trainer: Any) -> None:
         # Only the bar ends here: callbacks after this one (the final evaluation) still log; the

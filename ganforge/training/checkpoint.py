@@ -4,6 +4,10 @@ One checkpoint is one safetensors file: every tensor of the nested state (weight
 moments, RNG states) is stored as a tensor, and the rest of the structure (numbers, strings, lists,
 dict keys) as JSON in the file's metadata. Loading never unpickles anything, and writing goes to a
 temporary file that is renamed over the target, so a crash never leaves a half-written checkpoint.
+
+Loading takes a path a user gave (``ganforge train --resume DIR``), so any file that is not a
+ganforge checkpoint, a damaged one, or one of a run whose modules cannot be rebuilt from its config
+is a :class:`~ganforge.registry.ConfigError` of one line naming the file.
 """
 from __future__ import annotations
 
@@ -12,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ganforge.io import atomic_write, atomic_write_text
+from ganforge.registry import ConfigError
+from ganforge.tensorfile import one_line, read_tensor_file
 
-__all__ = ["atomic_write", "atomic_write_text", "load_state", "save_state"]
+__all__ = ["ModuleOrigin", "atomic_write", "atomic_write_text", "check_origin", "load_state", "model_mismatch",
+           "save_state"]
 
 
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -62,11 +70,70 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Load what :func:`save_state` wrote (no code is executed)."""
-    from safetensors import safe_open
+    """Load what :func:`save_state` wrote (no code is executed); any other file is a :class:`ConfigError`."""
+    structure, tensors = read_tensor_file(path, "ganforge_state", "ganforge checkpoint")
+    try:
+        state = _unflatten(structure, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:  # metadata naming absent tensors
+        raise ConfigError(f"{path}: a ganforge checkpoint with corrupted metadata ({type(e).__name__}: "
+                          f"{one_line(e)})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: a ganforge checkpoint with corrupted metadata (not a dict of training state)")
+    return state
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "ganforge_state" not in meta:
-        raise ValueError(f"{path} is not a ganforge checkpoint")
-    return _unflatten(json.loads(meta["ganforge_state"]), load_file(str(path)))
+
+class ModuleOrigin:
+    """A callback that only records, in every checkpoint, whether G and D were the user's own modules.
+
+    A run trained with ``train(..., generator=MyModule())`` has a config that names the default
+    network, not the user's; ``ganforge train --resume`` would rebuild the wrong one. With this
+    record (the checkpoint's ``callbacks/modules``) it says so in one line instead.
+    """
+
+    state_key = "modules"
+
+    def __init__(self, generator: bool, discriminator: bool) -> None:
+        self.generator, self.discriminator = generator, discriminator
+
+    def state_dict(self) -> dict[str, bool]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass  # what this run is given decides; check_origin compares it with the record before loading
+
+
+def _custom_generator_file(run_dir: Path) -> bool:
+    """Whether the run's exported generator says it is a user-defined module (runs without the record)."""
+    path = run_dir / "generator.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("ganforge", "{}"))
+        return isinstance(meta, dict) and bool(meta.get("custom"))
+    except Exception:  # no generator file, or a damaged one: it says nothing about the modules
+        return False
+
+
+def check_origin(path: str | Path, state: dict[str, Any], run_dir: str | Path, generator: bool,
+                 discriminator: bool) -> None:
+    """Refuse to resume a run trained with user-defined modules unless they are given again (``generator``,
+    ``discriminator``: whether this process was given its own), as one line saying how to resume it."""
+    records = state.get("callbacks")
+    saved = records.get(ModuleOrigin.state_key) if isinstance(records, dict) else None
+    saved = saved if isinstance(saved, dict) else {}
+    missing = []
+    if (saved.get("generator") or (not saved and _custom_generator_file(Path(run_dir)))) and not generator:
+        missing.append("generator")
+    if saved.get("discriminator") and not discriminator:
+        missing.append("discriminator")
+    if missing:
+        args = ", ".join(f"{m}=YourModule()" for m in missing)
+        raise ConfigError(f"{path}: this run was trained with a user-defined {' and '.join(missing)} module, which "
+                          f"its config cannot rebuild; resume it from Python with ganforge.training.run.train("
+                          f"load_run_config('{run_dir}'), '{run_dir}', resume=True, {args})")
+
+
+def model_mismatch(path: str | Path, e: BaseException) -> ConfigError:
+    """The one-line error for a checkpoint whose tensors do not fit the model built from the config."""
+    what = f"it has no entry {e}" if isinstance(e, KeyError) else one_line(e)
+    return ConfigError(f"{path} was written for a different model: {what} (a run trained with your own "
+                       "modules resumes from Python with generator= / discriminator=)")

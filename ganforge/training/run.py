@@ -18,7 +18,7 @@ from torch import nn
 
 from ganforge.config import Config, from_dict, to_dict
 from ganforge.data.mnist import embedded_mnist, to_tensor_images
-from ganforge.generator import GeneratorArtifact
+from ganforge.generator import GeneratorArtifact, weights_mismatch
 from ganforge.io import atomic_write_text
 from ganforge.metrics.conditional import categorical_code_accuracy, label_accuracy, q_accuracy
 from ganforge.metrics.modes import mode_metrics
@@ -26,19 +26,21 @@ from ganforge.nn import WithHead
 from ganforge.registry import ConfigError
 from ganforge.report.pictures import class_grid, interpolation_grid, training_gif
 from ganforge.report.plots import plot_curves, plot_samples_1d, plot_samples_2d, save_image_grid
+from ganforge.tensorfile import one_line
 from ganforge.training.assemble import assemble
 from ganforge.training.callbacks import (
     EMA,
     Checkpoint,
     Every,
     Health,
+    Interrupted,
     Logger,
     LRDecay,
     ReferenceBatch,
     SetLR,
     TrainingDiverged,
 )
-from ganforge.training.checkpoint import load_state
+from ganforge.training.checkpoint import ModuleOrigin, check_origin, load_state, model_mismatch
 from ganforge.training.distributed import SINGLE, World, broadcast, device_for, gather, local_batch
 from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.t2i_eval import CaptionMetrics, caption_pictures
@@ -120,11 +122,28 @@ def prepare_out(out: Path, resume: bool) -> None:
         if not (out / CHECKPOINT).is_file():
             raise ConfigError(f"--resume: no checkpoint at {out / CHECKPOINT}")
         return
+    if (out / CHECKPOINT).exists() or (out / "summary.json").exists():
+        raise ConfigError(f"{out} already holds a run; choose another --out or continue it with --resume {out}")
     # A run killed before its first checkpoint has a log.jsonl but no checkpoint; a new run there
     # would append to that log. (config.yaml alone is a run that never started: it is rewritten.)
-    if any((out / name).exists() for name in (CHECKPOINT, "summary.json", "log.jsonl")):
-        raise ConfigError(f"{out} already holds a run; choose another --out or continue it with --resume {out}")
+    if (out / "log.jsonl").exists():
+        raise ConfigError(f"{out} holds a run stopped before its first checkpoint; --resume {out} starts it "
+                          "again from step 0, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def restart_unsaved(out: Path) -> bool:
+    """``--resume`` of a run killed before its first checkpoint: clear its log so it starts again
+    from step 0 (True), with a note; False when there is a checkpoint to resume from."""
+    if (out / CHECKPOINT).is_file() or not (out / "config.yaml").is_file():
+        return False
+    import sys
+
+    (out / "log.jsonl").unlink(missing_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)
+    print(f"ganforge: {out} has no checkpoint yet (stopped before the first one): starting it again from step 0",
+          file=sys.stderr)
+    return True
 
 
 def load_run_config(run_dir: str | Path) -> Config:
@@ -132,7 +151,48 @@ def load_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-    return from_dict(yaml.safe_load(path.read_text()) or {})
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:  # a damaged or foreign file: one line, no traceback
+        raise ConfigError(f"{path}: not a readable run config ({one_line(e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a run config (it holds a {type(data).__name__}, not a mapping of sections)")
+    try:
+        return from_dict(data)
+    except ConfigError as e:  # say which file holds the bad value: the user did not type it
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def read_checkpoint(out: Path, generator: bool, discriminator: bool) -> dict[str, Any]:
+    """The last checkpoint of the run in ``out``, checked to be resumable as this run is given (``generator``,
+    ``discriminator``: whether the caller passed its own modules); a :class:`ConfigError` naming it if not."""
+    path = out / CHECKPOINT
+    state = load_state(path)
+    check_origin(path, state, out, generator, discriminator)
+    return state
+
+
+def modules_mismatch(path: Path, state: dict[str, Any] | None, parts: GANParts) -> str | None:
+    """Why the checkpoint's G and D weights do not fit the networks built from the config, or None."""
+    for key, module in (("generator", parts.generator), ("discriminator", parts.discriminator)):
+        saved = state.get(key) if state is not None else None
+        if module is None or not isinstance(saved, dict):
+            continue  # a missing entry is reported when the state is loaded
+        why = weights_mismatch(module, saved)
+        if why is not None:
+            return str(model_mismatch(path, RuntimeError(f"{key}: {why}")))
+    return None
+
+
+def resume_from(trainer: Trainer, path: Path, state: dict[str, Any] | None, world: World) -> None:
+    """Load the checkpoint ``state`` (rank 0's; the others receive it) into ``trainer``; entries that do not fit
+    the parts built from the config (optimizer, EMA, objective state of another model) are a :class:`ConfigError`."""
+    try:
+        trainer.load_state_dict(broadcast(state, world))
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise model_mismatch(path, e) from None
 
 
 def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data: Any = None,
@@ -154,10 +214,19 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         cfg = copy.deepcopy(cfg)
         cfg.train.device = device_for("cuda", world)  # one GPU per process
     problem = None
+    if resume and out_path is not None and writer and restart_unsaved(out_path):
+        resume = False
+    resume = bool(broadcast(resume, world)) if world.distributed else resume
+    state = None  # a resumed run's checkpoint, read by rank 0
     if out_path is not None and writer:
         try:
             prepare_out(out_path, resume)
-            atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            if resume:
+                # Read and check the checkpoint before anything is written: a refused resume leaves the run
+                # as it was (its config.yaml is rewritten once the checkpoint has loaded).
+                state = read_checkpoint(out_path, generator is not None, discriminator is not None)
+            else:
+                atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         except ConfigError as e:
             problem = str(e)
     # Rank 0 checks the run folder; the others must not go on into a run it has refused.
@@ -167,6 +236,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     tc = cfg.train
     torch.manual_seed(tc.seed)  # the same initial weights in every process
     parts = assemble(cfg, data, generator, discriminator)
+    if resume and out_path is not None:
+        # Weights of another model are refused before the logger opens any file in the run.
+        problem = modules_mismatch(out_path / CHECKPOINT, state, parts) if writer else None
+        problem = next((p for p in gather(problem, world) if p is not None), None)
+        if problem is not None:
+            raise ConfigError(problem)
     if world.rank:
         torch.manual_seed(tc.seed + RANK_SEED_STRIDE * world.rank)  # its own dropout masks
     files = out_path if writer else None  # where this process writes (nowhere, except on rank 0)
@@ -232,12 +307,15 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     # their call at that step (a resumed run neither repeats nor skips it).
     cbs += list(callbacks or [])
     if out_path is not None:
+        # Records whether G / D are the caller's own modules, so `--resume` can say it cannot rebuild them.
+        cbs.append(ModuleOrigin(generator is not None, discriminator is not None))
         # Every process takes part in a checkpoint (it gathers their random streams); rank 0 writes it.
         cbs.append(Checkpoint(files / CHECKPOINT if files else None, tc.checkpoint_every))
     trainer = Trainer(parts, tc, cbs, device=tc.device, world=world)
     if resume and out_path is not None:
-        # Rank 0 reads the checkpoint and hands it to the others (no shared file system needed).
-        trainer.load_state_dict(broadcast(load_state(out_path / CHECKPOINT) if writer else None, world))
+        resume_from(trainer, out_path / CHECKPOINT, state, world)
+        if writer:
+            atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     # set_flush_denormal returns False where the CPU cannot (then nothing changes).
     ftz = tc.flush_denormal and torch.set_flush_denormal(True)
     try:
@@ -246,6 +324,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         logger.close()
         if ftz:
             torch.set_flush_denormal(False)
+    if trainer.interrupted is not None:
+        if files is not None:
+            atomic_write_text(files / "summary.json", json.dumps(
+                {"preset": cfg.preset, "steps": trainer.step_num, "status": "interrupted",
+                 "signal": trainer.interrupted, "wall_seconds": round(time.perf_counter() - t0, 2)}, indent=2))
+        raise Interrupted(trainer.interrupted, trainer.step_num, out_path)
     summary: dict[str, Any] = {"preset": cfg.preset, "steps": trainer.step_num,
                                "status": "ok" if trainer.stop_reason is None else "diverged"}
     if trainer.early_stop is not None:

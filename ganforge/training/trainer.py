@@ -8,6 +8,10 @@ zeroes the phase's player's gradients, backpropagates and steps its optimizer. E
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +95,7 @@ class Trainer:
         self.step_num = 0  # completed iterations
         self.want_stats = False  # callbacks set this when they need gradient norms this step
         self.stop_reason: str | None = None  # training diverged (NaN, a health stop)
+        self.interrupted: str | None = None  # the signal (SIGINT, SIGTERM) that asked training to stop
         self.early_stop: str | None = None  # a callback ended training early (no improvement): not a failure
         self._halted = False  # every process agreed to stop (multi-process runs)
         self._unreached: dict[str, list[Tensor]] = {}  # per phase: the player's parameters its loss never reaches
@@ -230,10 +235,20 @@ class Trainer:
         self.precision.choose(self)
         if self.precision.note:
             self._emit("on_note", self.precision.note)
-        while self.step_num < total and not self.halted():
-            self.want_stats = any(getattr(cb, "wants_stats", lambda t: False)(self) for cb in self.callbacks)
-            out = self.step()
-            self._step_end(out)
+        with _stop_on_signals(self):
+            while self.step_num < total and not self.halted() and self.interrupted is None:
+                self.want_stats = any(getattr(cb, "wants_stats", lambda t: False)(self) for cb in self.callbacks)
+                out = self.step()
+                self._step_end(out)
+            if self.interrupted is not None:
+                # Only what keeps the run: the checkpoint (whatever step it is) and the log; no final
+                # evaluation or export, which the resumed run will do.
+                for cb in self.callbacks:
+                    if hasattr(cb, "save") and getattr(cb, "collective", False):
+                        cb.save(self)
+                    elif hasattr(cb, "close_bar"):
+                        cb.close_bar()
+                return
         self._emit("on_train_end")
 
     # -- state for checkpoints -----------------------------------------------------------------
@@ -318,3 +333,30 @@ class Trainer:
         for key, cb in self._callback_keys():
             if key in saved and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(saved[key])
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """While training, the first SIGINT or SIGTERM asks the trainer to stop after the current step
+    (it then saves a checkpoint); a second one stops at once, as without this."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.interrupted is not None:  # the second signal: the default behaviour
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        trainer.interrupted = signal.Signals(signum).name
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
