@@ -12,8 +12,7 @@ from ganforge.metrics.features import register_feature_extractor
 from ganforge.nn import register_discriminator, register_generator
 from ganforge.objectives import Phase, register_loss, register_objective
 from ganforge.registry import ConfigError
-
-__version__ = "0.1.0"
+from ganforge.version import __version__  # noqa: F401  (re-exported)
 
 
 def __getattr__(name: str) -> object:

@@ -40,6 +40,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("train needs a CONFIG (preset name or YAML path) or --resume DIR")
         cfg = load_config(args.config, overrides)
         out = args.out or f"runs/{cfg.preset or Path(args.config).stem}"
+    if args.print_config:
+        from ganforge.config_doc import commented_yaml
+
+        print(commented_yaml(cfg, None if args.resume else args.config, overrides), end="")
+        return 0
     if args.no_progress:
         cfg.train.progress = False
     from ganforge.training.distributed import init_from_env, shutdown
@@ -51,7 +56,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not world.writer:
         return 0  # rank 0 reports for the run
     s = result.summary
-    keys = ("modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "kid",
+    keys = ("status", "modes_captured", "modes_total", "high_quality_fraction", "reverse_kl_modes", "fid", "kid",
             "label_accuracy", "code_accuracy", "q_accuracy", "modes_covered", "kl_to_uniform", "nll_oracle", "nll_test",
             "bleu2", "bleu5", "self_bleu2", "self_bleu5", "wall_seconds")
     print(_headline(cfg.preset or str(args.config), s, Path(out)), file=sys.stderr)
@@ -62,6 +67,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _headline(name: str, s: dict[str, Any], out: Path) -> str:
     """One human line: what was reached, how fast, and what to look at."""
     parts = [name]
+    if s.get("status", "ok") != "ok":
+        parts.append(f"status {s['status']}")
+    if "image_metrics_skipped" in s:
+        parts.append("image metrics skipped (see the warning)")
     if "modes_captured" in s:
         parts.append(f"{s['modes_captured']}/{s['modes_total']} modes, "
                      f"{100 * s['high_quality_fraction']:.1f}% high-quality samples, "
@@ -94,8 +103,13 @@ def _headline(name: str, s: dict[str, Any], out: Path) -> str:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from ganforge.config import load_yaml, preset_names
+    from ganforge.config import load_config, load_yaml, preset_names
 
+    if args.name:
+        from ganforge.config_doc import commented_yaml
+
+        print(commented_yaml(load_config(args.name), args.name), end="")
+        return 0
     names = preset_names()
     width = max(map(len, names), default=0)
     for name in names:
@@ -265,7 +279,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:  # real images: a folder, an array file or a data set spec such as mnist:train5k
         result = evaluate(args.source, reference=args.reference or "mnist:heldout",
                           metrics=args.metrics or list(DEFAULT_METRICS), n=args.n,
-                          extractor=args.extractor or "digits", progress=not args.no_progress)
+                          extractor=args.extractor or "auto", progress=not args.no_progress)
         out = Path(args.out) if args.out else None
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2))
@@ -333,8 +347,23 @@ def _tabular_command(name: str) -> Any:
     return run
 
 
+def _version() -> str:
+    """``ganforge X (torch Y, Python Z)``, read from the installed metadata (importing torch is slow)."""
+    import platform
+    from importlib import metadata
+
+    from ganforge.version import __version__
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    return f"ganforge {__version__} (torch {torch_version}, Python {platform.python_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ganforge", description="Train, evaluate and diagnose GANs.")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a preset or a YAML config")
@@ -346,9 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device")
     t.add_argument("--steps", type=int, help="training length (generator updates)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (commented YAML) and exit without training")
     t.set_defaults(fn=_cmd_train)
 
-    sub.add_parser("presets", help="list the presets").set_defaults(fn=_cmd_presets)
+    ps = sub.add_parser("presets", help="list the presets, or show one resolved and commented")
+    ps.add_argument("name", nargs="?", help="a preset (or YAML file): print its resolved config with comments")
+    ps.set_defaults(fn=_cmd_presets)
 
     s = sub.add_parser("sample", help="sample from a trained run")
     s.add_argument("run", help="run folder")
@@ -370,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", default=None, help="comma-separated: fid,kid,is,pr,dc,modes")
     e.add_argument("--n", type=int, default=None, help="number of samples (default: the run's eval.n)")
     e.add_argument("--reference", default=None, help="data set spec, folder or array file (default: held-out split)")
-    e.add_argument("--extractor", default=None, help="registered feature extractor (default: digits)")
+    e.add_argument("--extractor", default=None,
+                   help="feature extractor: auto (digits for 1x28x28 grey images, else inception), digits, inception, "
+                        "inception-v3 (default: the run's eval.extractor, else auto)")
     e.add_argument("--out", default=None, help="where to write the JSON (default RUN_DIR/eval.json)")
     e.add_argument("--curve", nargs="?", const="", default=None, metavar="T1,T2,...",
                    help="text: the quality-diversity curve over softmax temperatures (default 0.6..1.5); "

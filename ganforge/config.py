@@ -195,6 +195,11 @@ class TrainConfig:
     eval_samples: int = 2500  # samples for the toy-data mode metrics
     progress: bool = True
     tensorboard: bool = True  # when the tensorboard package is installed
+    # NaN/Inf in the losses or the training state: `stop` ends the run as diverged, the last good checkpoint
+    # kept; `rollback` reloads the last checkpoint, multiplies every learning rate by nan_lr_factor and goes on.
+    nan_policy: str = "stop"  # stop | rollback: reload the last checkpoint with lower learning rates, go on
+    nan_lr_factor: float = 0.5  # rollback: every learning rate is multiplied by this at each rollback
+    nan_max_rollbacks: int = 3  # rollback: after this many rollbacks in a run, NaN stops it as under stop
 
 
 @dataclass
@@ -203,7 +208,7 @@ class EvalConfig:
 
     metrics: list[str] = field(default_factory=lambda: ["fid", "kid"])  # fid, kid, is, pr, dc, modes
     reference: str = "auto"  # a data set spec such as mnist:heldout; auto = the data set's held-out split
-    extractor: str = "digits"  # a registered feature extractor
+    extractor: str = "auto"  # auto: digits for 1x28x28 grey images, else inception; or a registered extractor
     n: int = 5000  # generated samples per evaluation (the reference uses all of its images)
     best: str = ""  # keep checkpoints/best.safetensors by this metric (lower is better for fid/kid)
     captions: int = 2000  # text to image: captions (one generated image each) per evaluation split
@@ -219,6 +224,9 @@ class HealthConfig:
     grad_vanish: float = 1e-6
     grad_explode: float = 1e3
     mode_drop: int = 1  # warn when modes captured falls by at least this much between evals
+    # The final evaluation (status "warning" in summary.json when one fires; 0 turns a check off):
+    min_modes_fraction: float = 0.5  # toy data: warn when the final modes captured are below this fraction
+    fid_blowup: float = 2.0  # images: warn when the final FID is more than this many times the run's best
 
 
 @dataclass
@@ -250,11 +258,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            names = [f.name for f in dataclasses.fields(tp)]
+            first = "name" if "name" in names else names[0]
+            raise ConfigError(f"{key} is a section, not a value: got {value!r}; set its keys, e.g. "
+                              f"{key}.{first} (in YAML `{key.rsplit('.', 1)[-1]}: {{{first}: ...}}`)")
         return _build(tp, value, key + ".")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {value!r}; write it in brackets, e.g. "
+                              f"--set {key}=[256,256] or `{key.rsplit('.', 1)[-1]}: [256, 256]` in YAML")
         (inner,) = typing.get_args(tp)[:1] or (Any,)
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
@@ -345,6 +357,7 @@ RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "train.g_steps": _POSITIVE_INT, "train.accumulate": _POSITIVE_INT, "train.log_every": _POSITIVE_INT,
     "train.sample_every": _NON_NEGATIVE, "train.checkpoint_every": _NON_NEGATIVE, "train.eval_every": _NON_NEGATIVE,
     "train.eval_samples": _POSITIVE_INT, "train.seed": _NON_NEGATIVE,
+    "train.nan_lr_factor": (0, False, 1, False), "train.nan_max_rollbacks": _POSITIVE_INT,
     "optim_*.lr": _POSITIVE, "optim_*.betas": _FRACTION, "optim_*.momentum": _FRACTION,
     "optim_*.alpha": _FRACTION, "optim_*.weight_decay": _NON_NEGATIVE,
     "model.z_dim": _NON_NEGATIVE, "model.classes": _NON_NEGATIVE, "model.continuous_codes": _NON_NEGATIVE,
@@ -369,6 +382,7 @@ RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "techniques.historical_average": _NON_NEGATIVE,
     "eval.n": _POSITIVE_INT, "eval.captions": _POSITIVE_INT, "eval.classifier_steps": _POSITIVE_INT,
     "health.saturation": (0, False, 1, False), "health.saturation_patience": _POSITIVE_INT,
+    "health.min_modes_fraction": (0, True, 1, True), "health.fid_blowup": _NON_NEGATIVE,
     "health.grad_vanish": _NON_NEGATIVE, "health.grad_explode": _POSITIVE, "health.mode_drop": _POSITIVE_INT,
 }
 
@@ -439,8 +453,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects key=value, got '{text}'")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
+        value = read_yaml(raw, f"--set {key}") if raw else ""
+    except ConfigError as e:
+        if "invalid YAML" not in str(e):  # a tag or an alias bomb: refused; anything else is a plain string
+            raise
         value = raw
     # YAML reads 1e-4 as a string; accept it as the float it means.
     if isinstance(value, str):
@@ -449,6 +465,19 @@ def parse_override(text: str) -> tuple[str, Any]:
         except ValueError:
             pass
     return key.strip(), value
+
+
+def unknown_key(key: str, valid: list[str]) -> str:
+    """The error for ``--set KEY=...`` with a key that is not a value: a section (``model.loss``) gets the
+    keys it holds, led by its ``name`` when it has one; anything else the closest valid key."""
+    inside = [k for k in valid if k.startswith(key + ".")]
+    if inside:
+        first = next((k for k in inside if k == key + ".name"), inside[0])
+        rest = [k for k in inside if k != first]
+        more = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
+        return (f"'{key}' is a section, not a value: set one of its keys, e.g. --set {first}=..."
+                + (f" (also {more})" if rest else ""))
+    return f"unknown config key '{key}'{closest(key, valid)}"
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -465,13 +494,79 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for text in overrides:
         key, value = parse_override(text)
         if key not in valid and not key.startswith("data.options."):
-            raise ConfigError(f"unknown config key '{key}'{closest(key, valid)}")
+            raise ConfigError(unknown_key(key, valid))
         node = out
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return out
+
+
+# The most nodes a config may expand to once its aliases are followed. A real config has a few hundred;
+# a "billion laughs" file of a few hundred bytes expands to 10^9 and would hang every later step.
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], stack: set[int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (memoised: linear in the file)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in stack:
+        raise ConfigError("a YAML alias refers to itself (a recursive structure is not a config)")
+    stack.add(key)
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, stack)
+        if total > MAX_YAML_NODES:
+            break
+    stack.discard(key)
+    sizes[key] = total
+    return total
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """Plain data from YAML ``text`` (``where`` names it in errors): one :class:`ConfigError` line for
+    anything that is not a plain config.
+
+    Only YAML's plain types are built (SafeLoader: a ``!!python/...`` tag is refused, never run), and
+    aliases are followed only up to :data:`MAX_YAML_NODES` nodes in all, so an anchor bomb is refused
+    before it is built rather than exhausting memory in whatever walks it next.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_YAML_NODES:
+            raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_NODES:,} values "
+                              "(an anchor bomb?); write the values out")
+        return loader.construct_document(node)
+    except yaml.constructor.ConstructorError as e:
+        tag = getattr(e, "problem", "") or ""
+        if "constructor for the tag" in tag:
+            raise ConfigError(f"{where}: {tag.split('for the ')[-1]} is not allowed; configs hold plain "
+                              "values (numbers, strings, lists, mappings)") from None
+        raise ConfigError(f"{where}: invalid YAML ({' '.join(str(e).split())})") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: invalid YAML ({e.problem or e.context}{at})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML ({' '.join(str(e).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a config") from None
+    except ConfigError as e:  # from _expanded_size: it does not know the file's name
+        raise e if str(e).startswith(where) else ConfigError(f"{where}: {e}") from None
+    finally:
+        loader.dispose()
 
 
 def preset_names() -> list[str]:
@@ -495,10 +590,7 @@ def load_yaml(path_or_preset: str) -> dict[str, Any]:
                 f"(run `ganforge presets`)"
             )
         text = resources.files("ganforge.presets").joinpath(path_or_preset + ".yaml").read_text()
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path_or_preset}: invalid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(text, path_or_preset) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path_or_preset}: expected a mapping at the top level")
     base = data.pop("base", None)

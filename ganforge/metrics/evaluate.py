@@ -25,11 +25,19 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.data import DATASETS, build_dataset
-from ganforge.data.images import load_image_folder
+from ganforge.data.imagefiles import list_image_files
+from ganforge.data.images import folder_image_shape, load_image_folder
 from ganforge.data.mnist import to_tensor_images
 from ganforge.generator import GeneratorArtifact, Prior, load, output_x, sampling_mode
 from ganforge.metrics import digits as _digits  # noqa: F401  (registers the "digits" extractor)
-from ganforge.metrics.features import DIGIT_SHAPE, FeatureExtractor, get_extractor, resolve_extractor, shape_text
+from ganforge.metrics.features import (
+    DIGIT_SHAPE,
+    FEATURE_EXTRACTORS,
+    FeatureExtractor,
+    get_extractor,
+    resolve_extractor,
+    shape_text,
+)
 from ganforge.metrics.modes import stacked_mnist_modes
 from ganforge.metrics.pipeline import IMAGE_METRICS, compute_image_metrics
 from ganforge.metrics.stats import FeatureStats, collect
@@ -40,11 +48,14 @@ ALL_METRICS = (*IMAGE_METRICS, "modes")
 DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc")
 # The held-out split of each data set that has one: the default reference of its runs.
 HELDOUT = {"mnist": "mnist:heldout", "fashion-mnist": "fashion-mnist:test", "cifar10": "cifar10:test"}
-_REFERENCE_CACHE: dict[tuple[str, str, str, int], FeatureStats] = {}
-# Fewest samples for a number worth reading. FID / KID: as many as feature dimensions (2,048 for
-# Inception), below which the covariance is singular and FID's bias dominates (Heusel et al. recommend
-# 10k+, Chong & Forsyth 2020 show the bias at n < 2k). Precision / recall and density / coverage: k-NN
-# balls over fewer than about 1,000 points are too coarse (Kynkaanniemi et al. 2019 use 50k).
+_REFERENCE_CACHE: dict[tuple[str, str, str, int, tuple[int, ...]], FeatureStats] = {}
+# Fewest samples for a number worth reading. FID: as many as feature dimensions (2,048 for Inception),
+# below which the covariance is singular, and never under 1,000: FID's bias grows as 1/n and dominates
+# small sets (Heusel et al. recommend 10k+, Chong & Forsyth 2020 show the bias at n < 2k). KID is unbiased,
+# but its kernel estimate over fewer rows than feature dimensions is too noisy to rank models. Precision /
+# recall and density / coverage: k-NN balls over fewer than about 1,000 points are too coarse
+# (Kynkaanniemi et al. 2019 use 50k).
+MIN_FID_SAMPLES = 1000
 MIN_MANIFOLD_SAMPLES = 1000
 
 
@@ -82,14 +93,20 @@ def _array_file(path: Path) -> Tensor:
 
 
 def load_images(spec: str | Path | Tensor, like: Tensor | None = None) -> tuple[Tensor, str]:
-    """Images and a description from a tensor, a folder, an array file or a data set spec."""
+    """Images and a description from a tensor, a folder, an array file or a data set spec.
+
+    A folder is read at the size and channels of ``like`` (images it is compared with) when given, else at
+    what its files hold (:func:`~ganforge.data.images.folder_image_shape`: grey or colour, 28, 32 or 64 px)."""
     if isinstance(spec, Tensor):
         return spec, f"tensor{tuple(spec.shape)}"
     if hasattr(spec, "images") and hasattr(spec, "description"):  # a held-out part of the user's data
         return spec.images(), spec.description
     path = Path(spec)
     if path.is_dir():
-        size, channels = (like.shape[-1], like.shape[1]) if like is not None else (28, 1)
+        if like is not None:
+            size, channels = int(like.shape[-1]), int(like.shape[1])
+        else:
+            size, channels, _ = folder_image_shape(list_image_files(path, 28, 1)[1])
         return load_image_folder(path, size, channels), f"folder:{path}"
     if path.suffix in (".npz", ".npy"):
         if not path.is_file():
@@ -113,12 +130,17 @@ def _as_generator(source: Any) -> tuple[nn.Module, Prior] | None:
 
 
 def _generator_batches(module: nn.Module, prior: Prior, n: int, batch: int, seed: int) -> Iterator[Tensor]:
-    """Samples of a generator in batches; the noise is drawn at once so the batch size changes nothing."""
+    """Samples of a generator in batches; the noise is drawn at once so the batch size changes nothing.
+
+    Eval mode and no-grad hold for each batch only, never across a ``yield``: a consumer that stops early
+    (an extractor that cannot be built after the first batch) must not leave gradients off for the
+    training loop that called the evaluation, nor the module in eval mode."""
     device = module_device(module)
     z = prior.sample(n, torch.Generator().manual_seed(seed))
-    with sampling_mode(module):
-        for i in range(0, n, batch):
-            yield output_x(module(z[i:i + batch].to(device))).float().cpu()
+    for i in range(0, n, batch):
+        with sampling_mode(module):
+            x = output_x(module(z[i:i + batch].to(device))).float().cpu()
+        yield x
 
 
 def _source_batches(source: Any, n: int | None, batch: int, seed: int,
@@ -150,7 +172,8 @@ def reference_stats(reference: str | Path | Tensor, extractor: FeatureExtractor,
 
     ``loaded`` is ``load_images(reference)`` when the caller already has it (no second decode)."""
     images, desc = loaded if loaded is not None else load_images(reference)
-    key = (desc, extractor.name, extractor.sha256, len(images))
+    # The shape too: one folder can be read at several sizes (each at the size of what it is compared with).
+    key = (desc, extractor.name, extractor.sha256, len(images), tuple(images.shape[1:]))
     if isinstance(reference, Tensor) or key not in _REFERENCE_CACHE:
         stats = collect((images[i:i + batch] for i in range(0, len(images), batch)), extractor,
                         max_keep=len(images), progress=progress, total=-(-len(images) // batch))
@@ -184,12 +207,12 @@ def image_warnings(extractor: str, fake_shape: tuple[int, ...], real_shape: tupl
 
 def sample_warnings(metrics: list[str], protocol: dict[str, Any]) -> list[dict[str, str]]:
     """Warnings for metrics computed on too few samples to mean much, one per group of metrics that share
-    counts and minimum, naming them, the counts and the recommended minimum."""
+    counts and minimum, naming them, the counts and the recommended minimum (see :data:`MIN_FID_SAMPLES`)."""
     dim = int(protocol["feature_dim"])
     groups: dict[tuple[int, int, int], list[str]] = {}
     for m in metrics:
         if m == "fid":
-            key = (dim, protocol["n_fake"], protocol["n_real"])
+            key = (max(dim, MIN_FID_SAMPLES), protocol["n_fake"], protocol["n_real"])
         elif m == "kid":  # KID sees the kept rows
             key = (dim, protocol["n_fake_kept"], protocol["n_real_kept"])
         elif m in ("pr", "dc"):
@@ -200,8 +223,15 @@ def sample_warnings(metrics: list[str], protocol: dict[str, Any]) -> list[dict[s
             groups.setdefault(key, []).append(m)
     return [_warning("few_samples", (
         f"{', '.join(names)} on {n_fake:,} generated and {n_real:,} reference samples: fewer than the {need:,} "
-        f"recommended{f' for {dim}-d features' if need == dim else ''}, so the numbers are noisy and biased "
-        "(use more samples, e.g. n)")) for (need, n_fake, n_real), names in groups.items()]
+        f"recommended{f' for {dim}-d features' if need == dim else ''}, so the numbers are noisy (FID also "
+        "biased upwards): use more samples (n, eval.n or --n)")) for (need, n_fake, n_real), names in groups.items()]
+
+
+def check_extractor_name(name: str) -> None:
+    """A ConfigError for a name that is neither ``auto`` nor a registered extractor (nothing is built)."""
+    if name != "auto" and name not in FEATURE_EXTRACTORS:
+        choices = ["auto", *FEATURE_EXTRACTORS.keys()]
+        raise ConfigError(f"unknown feature extractor '{name}'{closest(name, choices)} (choices: {', '.join(choices)})")
 
 
 def evaluate(source: Any, reference: str | Path | Tensor = "mnist:heldout",
@@ -214,8 +244,10 @@ def evaluate(source: Any, reference: str | Path | Tensor = "mnist:heldout",
     and recall, k = 3), dc (density and coverage, k = 5) and modes (Stacked MNIST: modes covered of
     1,000 and KL to uniform). ``n`` samples are drawn from a generator (default 5,000; the reference's
     size is the usual choice) or taken from the head of an image set (default: all). ``extractor`` is a
-    registered name or ``auto``: ``digits`` for 1x28x28 images (generated and reference), else
-    ``inception``. Returns the numbers and a ``protocol`` entry with the extractor's name, SHA-256 and
+    registered name or ``auto``: ``digits`` when generated and reference images are both 1x28x28, else
+    ``inception`` (its weights file is fetched once; where it cannot be, an
+    :class:`~ganforge.metrics.inception.ExtractorUnavailable` names the file, the URL and where to put
+    it). Returns the numbers and a ``protocol`` entry with the extractor's name, SHA-256 and
     why it was used (``extractor_choice``), the sample counts, the reference and the resize rule; and,
     when the numbers mean little, ``warnings`` (``[{"warning": kind, "message": ...}]``), printed to
     stderr too unless ``warn`` is false (the training loop logs them instead).
@@ -227,20 +259,27 @@ def evaluate(source: Any, reference: str | Path | Tensor = "mnist:heldout",
     """
     names = parse_metrics(metrics)
     t0 = time.perf_counter()
-    # A named extractor is built first, so a wrong name fails before any work is done; auto waits for the shapes.
-    ext = get_extractor(extractor) if extractor != "auto" else None
+    check_extractor_name(extractor)
     image_metrics = [m for m in names if m in IMAGE_METRICS]
+    # A named extractor is built first, so missing weights fail before any work is done; auto waits for the
+    # shapes. Without image metrics none is built (the modes metric has its own classifier).
+    ext = get_extractor(extractor) if image_metrics and extractor != "auto" else None
     ref: tuple[Tensor, str] | None = None
     like = None
-    if image_metrics:
+    source_is_folder = (isinstance(source, (str, Path)) and Path(source).is_dir()
+                        and not (Path(source) / "config.yaml").is_file())
+    reference_is_folder = isinstance(reference, (str, Path)) and Path(reference).is_dir()
+    if image_metrics and (source_is_folder or not reference_is_folder):
         ref = load_images(reference)
-        if isinstance(source, (str, Path)) and Path(source).is_dir():
+        if source_is_folder:
             like = ref[0][:1]  # a folder of files is read at the reference's size
     # The source is resolved before the reference's features, so a bad one fails before the long part.
     batches, count, desc = _source_batches(source, n, batch_size, seed, like)
     stream = batches()
     first = next(stream, None)  # its shape picks the extractor; it is put back in front of the stream
     stream = itertools.chain([first] if first is not None else [], stream)
+    if image_metrics and ref is None:  # a folder of reference files is read at the generated images' size
+        ref = load_images(reference, like=first[:1] if first is not None else None)
     warnings: list[dict[str, str]] = []
     choice = ""
     real, ref_desc = None, ""

@@ -7,6 +7,19 @@ two numbers are only compared when they came from the same network (clean-fid's 
 Which network suits which images is decided in one place, :func:`choose_extractor` (what ``auto`` means):
 the shipped ``digits`` classifier for MNIST-like 1x28x28 images, the FID Inception-v3 (``inception``)
 for anything else.
+
+Two extractors run the Inception-v3 of FID papers (the TF graph ``inception-2015-12-05``), from two
+translations of it:
+
+* ``inception`` (:class:`InceptionExtractor`): NVIDIA's TorchScript file, as stylegan2-ada-pytorch,
+  StyleGAN3, EDM and clean-fid run it. Needs nothing but PyTorch; the file is fetched once where there
+  is a network. This is what ``auto`` picks.
+* ``inception-v3`` (:class:`InceptionV3Extractor`): torch-fidelity's port (``pip install
+  'ganforge[inception]'``), whose resize reproduces TF1's exactly, as the original TTUR FID code ran it.
+  Never downloads: its weights file is placed by hand.
+
+Both give the same network's features; their numbers agree closely but not to the last digit (the
+resize to 299x299 differs in rounding), so each result names the one it came from.
 """
 from __future__ import annotations
 
@@ -21,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganforge.metrics import inception as _inception
+from ganforge.metrics.inception import ExtractorUnavailable
 from ganforge.registry import ConfigError, Registry
 
 
@@ -98,6 +112,14 @@ def prepare_images(x: Tensor, size: int | tuple[int, int] | None, channels: int)
     return x
 
 
+def to_uint8(x: Tensor) -> Tensor:
+    """Float images in [-1, 1] as the uint8 pixels 0..255 an Inception network expects (it saw decoded
+    JPEG / PNG files): ``(x * 127.5 + 128).clamp(0, 255)`` truncated, stylegan2-ada-pytorch's conversion of
+    its generator outputs, i.e. ``(x + 1) * 127.5`` rounded half up. Real images read from uint8 files come
+    back as the very same pixels."""
+    return (x.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
 # -- Inception-v3 (torch-fidelity port of the TF 2015-12-05 graph used by published FID / IS numbers) --------
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -122,23 +144,25 @@ class InceptionV3Extractor:
         # Checked before anything else so the message names the one thing to fix; nothing is downloaded
         # here, on purpose: evaluation must not depend on the network.
         if not path.is_file():
-            raise ConfigError(
+            raise ExtractorUnavailable(
                 f"Inception weights not found at {path}: download {INCEPTION_URL} there "
-                f"or set {INCEPTION_ENV} to the file"
+                f"or set {INCEPTION_ENV} to the file (or use the 'inception' extractor, which fetches its own)",
+                path,
             )
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as e:
-            raise ConfigError(
+            raise ExtractorUnavailable(
                 f"the inception-v3 extractor needs torch-fidelity ({e}): pip install 'ganforge[inception]'"
             ) from None
         # Hash before loading: torch-fidelity unpickles the file (torch.load(weights_only=False)), so only
         # the known file may reach it, and the hash also pins which network produced the numbers.
         self.sha256 = file_sha256(path)
         if expected_sha256 and self.sha256 != expected_sha256:
-            raise ConfigError(
+            raise ExtractorUnavailable(
                 f"{path} has sha256 {self.sha256}, expected {expected_sha256} ({INCEPTION_FILE}); "
-                f"download it again from {INCEPTION_URL}"
+                f"download it again from {INCEPTION_URL}",
+                path,
             )
         self.net = FeatureExtractorInceptionV3(
             self.name, ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)
@@ -148,8 +172,7 @@ class InceptionV3Extractor:
     def extract(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Features and unbiased logits (the ones the original IS code uses) of images in [-1, 1]."""
         x = prepare_images(x, None, 3)  # torch-fidelity resizes to 299 itself, TF-compatibly
-        # torch-fidelity expects uint8 0..255, as the TF graph saw decoded JPEG/PNG pixels.
-        x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        x = to_uint8(x)  # torch-fidelity expects uint8 0..255, as the TF graph saw decoded JPEG/PNG pixels
         device = next(self.net.parameters()).device
         features, logits = self.net(x.to(device))
         return features.float(), logits.float()
@@ -158,7 +181,9 @@ class InceptionV3Extractor:
 register_feature_extractor(
     "inception-v3",
     InceptionV3Extractor,
-    help=f"Inception-v3 pool3 (2048-d) + 1008 logits via torch-fidelity; weights from ${INCEPTION_ENV}",
+    help=f"the FID Inception-v3 through torch-fidelity (pip install 'ganforge[inception]'; TF1-exact resize, "
+         f"as the original FID code): 2048-d + 1008 logits; never downloads, weights file from "
+         f"${INCEPTION_ENV} or {INCEPTION_DEFAULT_PATH}",
 )
 
 
@@ -179,7 +204,7 @@ class InceptionExtractor:
     feature_dim = 2048
     num_classes = 1008
     resize = ("quantized to uint8 0..255, grey repeated to RGB, resized to 299x299 inside the TorchScript "
-              "network (bilinear; stylegan2-ada-pytorch's protocol)")
+              "network (bilinear, TF1-aligned; stylegan2-ada-pytorch's protocol)")
     # Images per forward pass: 299x299 activations of a 500-image evaluation batch would need gigabytes;
     # 64 is stylegan2-ada-pytorch's batch.
     chunk = 64
@@ -192,9 +217,10 @@ class InceptionExtractor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         try:
             net = torch.jit.load(str(path), map_location=self.device)
-        except (RuntimeError, ValueError) as e:
+        except (RuntimeError, ValueError, OSError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"{path} is not a loadable TorchScript file ({first}); delete it and run again") from None
+            raise ExtractorUnavailable(
+                f"{path} is not a loadable TorchScript file ({first}); delete it and run again", path) from None
         self.net = net.eval()
         self._head = self._output_weights()
 
@@ -209,10 +235,7 @@ class InceptionExtractor:
     @torch.no_grad()
     def extract(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """2048-d features and 1008 unbiased logits of images in [-1, 1] (any size; 1 or 3 channels)."""
-        x = prepare_images(x, None, 3)
-        # The network expects decoded-image pixels; (x + 1) * 127.5 rounded equals stylegan2-ada-pytorch's
-        # (x * 127.5 + 128).clamp(0, 255).to(uint8) of its generator outputs.
-        x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        x = to_uint8(prepare_images(x, None, 3))  # decoded-image pixels, as stylegan2-ada-pytorch feeds it
         features, logits = [], []
         for part in x.split(self.chunk):
             part = part.to(self.device)
@@ -231,8 +254,10 @@ class InceptionExtractor:
 register_feature_extractor(
     "inception",
     InceptionExtractor,
-    help=f"FID Inception-v3 (stylegan2-ada-pytorch / clean-fid TorchScript), 2048-d; fetched once to "
-         f"~/.cache/ganforge or ${_inception.INCEPTION_TS_ENV}, SHA-256 pinned",
+    help=f"the FID Inception-v3 as stylegan2-ada-pytorch / clean-fid run it (NVIDIA's TorchScript "
+         f"{_inception.INCEPTION_TS_FILE}, PyTorch only): 2048-d + 1008 logits; fetched once into "
+         f"~/.cache/ganforge/ (or ${_inception.INCEPTION_TS_ENV}), SHA-256 pinned; what auto picks for "
+         "anything but 1x28x28 grey images",
 )
 
 

@@ -44,6 +44,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class ExtractorUnavailable(ConfigError):
+    """A feature extractor that cannot be built here: its weights file is missing and cannot be fetched, is not
+    the pinned file, or a package it needs is not installed. A one-line :class:`ConfigError` like the rest, but
+    its own type, so a training run can skip its image metrics and finish instead of losing the run at an
+    evaluation; ``path`` is the file that would fix it (None when the fix is not a file), so a later attempt
+    can tell whether anything changed."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
 def inception_weights(path: str | Path | None = None, sha256: str = INCEPTION_TS_SHA256,
                       urls: list[str] | None = None) -> tuple[Path, str]:
     """The verified TorchScript file and its SHA-256, downloaded first when it is not there yet.
@@ -51,24 +63,35 @@ def inception_weights(path: str | Path | None = None, sha256: str = INCEPTION_TS
     ``path`` defaults to :func:`default_inception_path`; ``urls`` to :data:`INCEPTION_TS_URLS`. Where no
     mirror answers (no network), the error is one line naming the file, the URL, where to put it and the
     environment variable. A local file whose hash differs is refused rather than used: it would give
-    numbers that look like FIDs and are not comparable with any.
+    numbers that look like FIDs and are not comparable with any. Every failure is an
+    :class:`ExtractorUnavailable` (a one-line ConfigError).
     """
     dest = Path(path).expanduser() if path else default_inception_path()
+    by_hand = (f"fetch {INCEPTION_TS_URL} by hand and put it at {dest}, "
+               f"or set {INCEPTION_TS_ENV} to the path of a copy")
     if not dest.is_file():
         try:
             # download_file checks the hash before the file gets its name, so nothing unverified stays behind.
             download_file(INCEPTION_TS_URLS if urls is None else urls, dest, sha256=sha256)
         except DownloadError as e:
-            reason = " ".join("; ".join(e.errors).split()) or "no mirrors"  # one line, whatever urllib said
-            raise ConfigError(
+            reason = _one_line("; ".join(e.errors)) or "no mirrors"  # one line, whatever urllib said
+            raise ExtractorUnavailable(
                 f"the 'inception' extractor needs {INCEPTION_TS_FILE} and it could not be downloaded ({reason}); "
-                f"fetch {INCEPTION_TS_URL} by hand and put it at {dest}, or set {INCEPTION_TS_ENV} to its path"
-            ) from None
+                f"{by_hand}", dest) from None
+        except ConfigError as e:  # a mirror served another file: its checksum differs
+            raise ExtractorUnavailable(f"{_one_line(str(e))}; {by_hand}", dest) from None
+        except OSError as e:  # the destination folder cannot be written (read-only cache, full disk)
+            raise ExtractorUnavailable(
+                f"the 'inception' extractor needs {INCEPTION_TS_FILE} and it cannot be saved at {dest} "
+                f"({_one_line(str(e))}); {by_hand}", dest) from None
         return dest, sha256
     digest = _sha256(dest)
     if digest != sha256:
-        raise ConfigError(
+        raise ExtractorUnavailable(
             f"{dest} has sha256 {digest}, expected {sha256} ({INCEPTION_TS_FILE}); delete it to download it "
-            f"again from {INCEPTION_TS_URL}, or point {INCEPTION_TS_ENV} at the right file"
-        )
+            f"again from {INCEPTION_TS_URL}, or point {INCEPTION_TS_ENV} at the right file", dest)
     return dest, digest
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -19,8 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ganforge.config import read_yaml
 from ganforge.io import atomic_write_text
 from ganforge.registry import ConfigError
 from ganforge.report.curves import PALETTE, fmt, read_log, run_charts
@@ -125,10 +124,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
         raise ConfigError(f"{path} is not a run folder (no config.yaml)")
     text = cfg_path.read_text(encoding="utf-8", errors="replace")
     notes: list[str] = []
-    try:
-        config = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{cfg_path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    config = read_yaml(text, str(cfg_path)) or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{cfg_path} does not hold a config (a mapping of sections)")
     summary = _read_json(path / "summary.json", notes)

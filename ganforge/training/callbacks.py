@@ -100,18 +100,32 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 class LRDecay:
-    """Sets every optimizer's learning rate to base * lr_factor(step) before each step."""
+    """Sets every optimizer's learning rate to base * scale * lr_factor(step) before each step.
+
+    ``scale`` is 1 unless NaN rollbacks (:class:`NanRollback`) lowered the learning rates; it is
+    checkpointed, so neither the schedule nor a resume undoes them.
+    """
 
     def __init__(self, schedule: str, total: int, optimizers: list[torch.optim.Optimizer]) -> None:
         self.schedule, self.total = schedule, total
         self.optimizers = [o for o in optimizers if o is not None]
         self.base = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
+        self.scale = 1.0
 
     def _apply(self, step: int) -> None:
-        f = lr_factor(self.schedule, step, self.total)
+        f = lr_factor(self.schedule, step, self.total) * self.scale
         for opt, base in zip(self.optimizers, self.base, strict=True):
             for group, lr in zip(opt.param_groups, base, strict=True):
                 group["lr"] = lr * f
+
+    def scale_lr(self, factor: float) -> None:
+        self.scale *= factor
+
+    def state_dict(self) -> dict[str, float]:
+        return {"scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = float(state.get("scale", 1.0))
 
     def on_train_start(self, trainer: Any) -> None:
         self._apply(trainer.step_num)
@@ -246,11 +260,12 @@ class Logger:
             if writer is not self.tb:
                 writer.close()
 
-    def warn(self, step: int, kind: str, message: str) -> None:
-        """Log a health warning and show it on screen above the progress bar."""
-        self.warnings.append({"step": step, "kind": kind, "message": message})
-        self.record(step, {"warning": kind, "message": message})
-        text = f"[ganforge] step {step}: {message}"
+    def warn(self, step: int, kind: str, message: str, screen: str | None = None, **fields: Any) -> None:
+        """Log a health warning (with ``fields``, numbers that go with it) and show it on screen above
+        the progress bar (as ``screen`` when given)."""
+        self.warnings.append({"step": step, "kind": kind, "message": message, **fields})
+        self.record(step, {"warning": kind, "message": message, **fields})
+        text = screen if screen is not None else f"[ganforge] step {step}: {message}"
         if self.bar is not None:
             self.bar.write(text)
         else:
@@ -275,6 +290,12 @@ class Logger:
                 self.bar.set_postfix(shown, refresh=False)
         if self.bar is not None:
             self.bar.update(1)
+
+    def rewind(self, step: int) -> None:
+        """Training went back to ``step`` (a NaN rollback): the progress bar follows."""
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.refresh()
 
     def close_bar(self) -> None:
         """End the progress bar (an interrupted run: the log stays open for the last records)."""
@@ -305,14 +326,17 @@ class Health:
     """Health checks on the logged values: NaN/Inf, D saturation, gradient norms, mode drops.
 
     NaN or Inf stops the run (``trainer.stop_reason``) before any checkpoint of the bad state is
-    written, so the last good checkpoint survives.
+    written, so the last good checkpoint survives (``train.nan_policy: rollback`` then goes back to it,
+    see :class:`NanRollback`; ``on_nan`` says what happens next in the warning).
     """
 
-    def __init__(self, logger: Logger, cfg: HealthConfig, probabilistic: bool) -> None:
-        self.logger, self.cfg, self.probabilistic = logger, cfg, probabilistic
+    def __init__(self, logger: Logger, cfg: HealthConfig, probabilistic: bool,
+                 on_nan: str = "stopping, last good checkpoint kept") -> None:
+        self.logger, self.cfg, self.probabilistic, self.on_nan = logger, cfg, probabilistic, on_nan
         self._saturated_for = 0
         self._warned: set[str] = set()
         self.best_modes: int | None = None
+        self.last_modes: dict[str, float] = {}  # the latest evaluation's modes (the final one, at the end)
 
     def _once(self, step: int, kind: str, message: str) -> None:
         # Each kind of warning is shown once until the condition clears, not at every log step.
@@ -325,7 +349,7 @@ class Health:
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             trainer.stop_reason = f"non-finite values at step {step}: {', '.join(bad)}"
-            self.logger.warn(step, "nan", trainer.stop_reason + "; stopping, last good checkpoint kept")
+            self.logger.warn(step, "nan", f"{trainer.stop_reason}; {self.on_nan}")
             return
         c = self.cfg
         if self.probabilistic and "d_real" in values:
@@ -353,8 +377,12 @@ class Health:
         if trainer.step_num % self.logger.every == 0:
             self.check(trainer, self.logger.last or _floats(out))
 
-    def modes(self, step: int, captured: int, total: int) -> None:
-        """Called by the toy-data evaluation: warn when modes captured drops."""
+    def modes(self, step: int, captured: int, total: int, quality: float | None = None) -> None:
+        """Called by the toy-data evaluation (``quality``: the high-quality fraction): warn when modes
+        captured drops."""
+        self.last_modes = {"modes_captured": captured, "modes_total": total}
+        if quality is not None:
+            self.last_modes["high_quality_fraction"] = quality
         if self.best_modes is not None and captured <= self.best_modes - self.cfg.mode_drop:
             self._once(step, "mode_drop",
                        f"modes captured dropped from {self.best_modes} to {captured} of {total} (mode collapse?)")
@@ -420,6 +448,120 @@ class Checkpoint:
         self.save(trainer)
 
 
+NAN_POLICIES = ("stop", "rollback")
+
+
+class NanRollback:
+    """``train.nan_policy: rollback``: when a step has stopped the run on NaN/Inf (``trainer.stop_reason``),
+    go back to the last checkpoint (weights, optimizers, EMA, step, random streams: what ``--resume``
+    loads), multiply every learning rate by ``factor`` and train on; after ``max_rollbacks`` rollbacks,
+    or with no checkpoint to go back to, the run stops as under ``stop``.
+
+    ``restore(trainer)`` loads the last checkpoint into the trainer and returns None, or says why it cannot.
+    Learning rates are scaled in the optimizers and in every callback with ``scale_lr`` (the schedules,
+    which would otherwise set them back). This callback comes after the checkpoint, so a step's state is
+    judged (and a good one saved) before it acts.
+    """
+
+    state_key = "NanRollback"
+
+    def __init__(self, logger: Logger, restore: Callable[[Any], str | None], factor: float, max_rollbacks: int) -> None:
+        self.logger, self.restore, self.factor, self.max_rollbacks = logger, restore, factor, max_rollbacks
+        self.rollbacks = 0  # in the whole run (checkpointed, so a resumed run keeps counting)
+
+    def _stop(self, trainer: Any, why: str) -> None:
+        trainer.stop_reason = f"{trainer.stop_reason}; {why}"
+        self.logger.warn(trainer.step_num, "nan", f"{trainer.stop_reason}; stopping")
+
+    def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
+        # Every process rolls back, or none: a stop the checkpoint found on one process alone (after the
+        # trainer's agreement) is shared first (a no-op in one process).
+        trainer.agree()
+        if trainer.stop_reason is None:
+            return
+        if self.rollbacks >= self.max_rollbacks:
+            self._stop(trainer, f"not rolled back again after {self.rollbacks} rollbacks (train.nan_max_rollbacks)")
+            return
+        step, done, cause = trainer.step_num, self.rollbacks, trainer.stop_reason
+        why = self.restore(trainer)  # loads this callback's state too: the count as it was at the checkpoint
+        if why is not None:
+            self._stop(trainer, f"cannot roll back: {why}")
+            return
+        saved, self.rollbacks = self.rollbacks, done + 1
+        # The checkpoint's learning rates carry the rollbacks made before it; those made since are applied again.
+        scale = self.factor ** (self.rollbacks - saved)
+        for opt in (trainer.parts.opt_g, trainer.parts.opt_d):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] *= scale
+        for cb in trainer.callbacks:
+            if hasattr(cb, "scale_lr"):
+                cb.scale_lr(scale)
+        trainer.clear_stop()
+        self.logger.rewind(trainer.step_num)
+        lr = {who: opt.param_groups[0]["lr"] for who, opt in (("g", trainer.parts.opt_g), ("d", trainer.parts.opt_d))
+              if opt is not None}
+        shown = ", ".join(f"{who.upper()} {v:.3g}" for who, v in lr.items())
+        self.logger.warn(step, "nan_rollback",
+                         f"{cause}: rolled back to the checkpoint of step {trainer.step_num} (rollback "
+                         f"{self.rollbacks} of at most {self.max_rollbacks}); learning rates x{self.factor:g}: {shown}",
+                         to_step=trainer.step_num, lr=lr)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"rollbacks": self.rollbacks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rollbacks = int(state.get("rollbacks", 0))
+
+
+def final_warnings(final: dict[str, Any], cfg: HealthConfig,
+                   fid_history: list[tuple[int, float]] | tuple = ()) -> list[tuple[str, str]]:
+    """What is wrong with a run's final evaluation: ``(kind, message)`` pairs, none for a good run.
+
+    ``final`` holds the final metrics (toy data: ``modes_captured`` and ``modes_total``; images:
+    ``fid``); ``fid_history`` the run's FID evaluations as ``(step, fid)``, the final one included.
+    Comparing evaluations with each other (the mode-drop check) says nothing about a run evaluated
+    once; these compare the end with the data and with the run's best.
+    """
+    out = []
+    captured, total = final.get("modes_captured"), final.get("modes_total")
+    if captured is not None and total and captured < cfg.min_modes_fraction * total:
+        hq = final.get("high_quality_fraction")
+        quality = f", {100 * hq:.1f}% of samples near a mode" if hq is not None else ""
+        out.append(("few_modes", f"the final samples are far from the data: {captured} of {total} modes "
+                                 f"captured{quality} (below health.min_modes_fraction={cfg.min_modes_fraction:g}); "
+                                 "train longer or change the settings"))
+    fid = final.get("fid")
+    finite = [(s, float(v)) for s, v in fid_history if math.isfinite(float(v))]
+    if fid is not None and cfg.fid_blowup > 0 and finite:
+        step, best = min(finite, key=lambda sv: sv[1])
+        if not math.isfinite(float(fid)) or float(fid) > cfg.fid_blowup * best:
+            out.append(("fid_blowup", f"the final FID {float(fid):.1f} is more than health.fid_blowup="
+                                      f"{cfg.fid_blowup:g} times the run's best, {best:.1f} at step {step}: "
+                                      "training got worse (the best generator is kept with eval.best: fid)"))
+    return out
+
+
+class FinalChecks:
+    """After the final evaluation (it comes after the evaluation callbacks): :func:`final_warnings`
+    as warnings in the log, each shown as one ``ganforge: warning:`` line; ``fired`` holds them."""
+
+    def __init__(self, logger: Logger, cfg: HealthConfig, health: Health, image_eval: Any = None) -> None:
+        self.logger, self.cfg, self.health, self.image_eval = logger, cfg, health, image_eval
+        self.fired: list[tuple[str, str]] = []
+
+    def on_train_end(self, trainer: Any) -> None:
+        if trainer.stop_reason is not None:
+            return
+        final: dict[str, Any] = dict(self.health.last_modes)
+        history: list[tuple[int, float]] = []
+        if self.image_eval is not None and "fid" in self.image_eval.last:
+            final["fid"] = self.image_eval.last["fid"]
+            history = list(self.image_eval.fid_history)
+        self.fired = final_warnings(final, self.cfg, history)
+        for kind, message in self.fired:
+            self.logger.warn(trainer.step_num, kind, message, screen=f"ganforge: warning: {message}")
+
+
 class Every:
     """Calls ``fn(trainer)`` every ``every`` steps and once at the end of training.
 
@@ -460,10 +602,20 @@ class SetLR:
 
     def __init__(self, optimizer: Any, start: int, lr: float) -> None:
         self.optimizer, self.start, self.lr = optimizer, start, lr
+        self.scale = 1.0  # lowered by NaN rollbacks (checkpointed: a resume keeps it)
 
     def _set(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+            group["lr"] = self.lr * self.scale
+
+    def scale_lr(self, factor: float) -> None:
+        self.scale *= factor
+
+    def state_dict(self) -> dict[str, float]:
+        return {"scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = float(state.get("scale", 1.0))
 
     def on_train_start(self, trainer: Any) -> None:
         if trainer.step_num >= self.start:

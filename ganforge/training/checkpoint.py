@@ -12,6 +12,8 @@ is a :class:`~ganforge.registry.ConfigError` of one line naming the file.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from ganforge.registry import ConfigError
 from ganforge.tensorfile import one_line, read_tensor_file
 
 __all__ = ["ModuleOrigin", "atomic_write", "atomic_write_text", "check_origin", "load_state", "model_mismatch",
-           "save_state"]
+           "save_state", "save_tensors"]
 
 
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -61,12 +63,38 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
+    """safetensors' ``save_file``, whose I/O failures (a full disk) come as a ``SafetensorError`` whose text
+    ends in ``(os error 28)``: re-raised as the :class:`OSError` they are."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except OSError:
+        raise
+    except Exception as e:
+        found = _OS_ERROR.search(str(e))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from e
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Atomically save a nested dict of tensors and plain values as one safetensors file."""
+    """Atomically save a nested dict of tensors and plain values as one safetensors file.
+
+    A write that fails (a full disk, a folder turned read-only) leaves the previous file as it was and no
+    temporary file behind, and is a :class:`ConfigError` of one line saying so.
+    """
     tensors: dict[str, torch.Tensor] = {}
     structure = _flatten(state, tensors)
     meta = {"ganforge_state": json.dumps(structure)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    try:
+        atomic_write(path, lambda tmp: save_tensors(tensors, tmp, meta))
+    except OSError as e:
+        kept = "the previous checkpoint is intact" if Path(path).is_file() else "no checkpoint was written before"
+        raise ConfigError(f"cannot write checkpoint {path}: {e.strerror or one_line(e)} ({kept})") from None
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

@@ -16,13 +16,14 @@ import torch
 import yaml
 from torch import nn
 
-from ganforge.config import Config, from_dict, to_dict
+from ganforge.config import Config, from_dict, read_yaml, to_dict
 from ganforge.data.mnist import embedded_mnist, to_tensor_images
 from ganforge.generator import GeneratorArtifact, weights_mismatch
 from ganforge.io import atomic_write_text
 from ganforge.metrics.conditional import categorical_code_accuracy, label_accuracy, q_accuracy
 from ganforge.metrics.modes import mode_metrics
 from ganforge.nn import WithHead
+from ganforge.provenance import provenance
 from ganforge.registry import ConfigError
 from ganforge.report.pictures import class_grid, interpolation_grid, training_gif
 from ganforge.report.plots import plot_curves, plot_samples_1d, plot_samples_2d, save_image_grid
@@ -30,12 +31,15 @@ from ganforge.tensorfile import one_line
 from ganforge.training.assemble import assemble
 from ganforge.training.callbacks import (
     EMA,
+    NAN_POLICIES,
     Checkpoint,
     Every,
+    FinalChecks,
     Health,
     Interrupted,
     Logger,
     LRDecay,
+    NanRollback,
     ReferenceBatch,
     SetLR,
     TrainingDiverged,
@@ -152,9 +156,10 @@ def load_run_config(run_dir: str | Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:  # a damaged or foreign file: one line, no traceback
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:  # a damaged or foreign file: one line, no traceback
         raise ConfigError(f"{path}: not a readable run config ({one_line(e)})") from None
+    data = read_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a run config (it holds a {type(data).__name__}, not a mapping of sections)")
     try:
@@ -195,6 +200,27 @@ def resume_from(trainer: Trainer, path: Path, state: dict[str, Any] | None, worl
         raise model_mismatch(path, e) from None
 
 
+def restore_last(trainer: Trainer, out: Path | None, world: World) -> str | None:
+    """Load the run's last checkpoint into ``trainer`` as ``--resume`` does (a NaN rollback): None once
+    loaded, or why there is none. Collective in a multi-process run (rank 0 reads, the others receive)."""
+    if out is None:
+        return "a run without an output folder keeps no checkpoint"
+    path = out / CHECKPOINT
+    state = load_state(path) if world.writer and path.is_file() else None
+    if not broadcast(state is not None, world):
+        return f"no checkpoint written yet (train.checkpoint_every={trainer.cfg.checkpoint_every})"
+    resume_from(trainer, path, state, world)
+    return None
+
+
+def run_status(stop_reason: str | None, warnings: list[tuple[str, str]]) -> str:
+    """summary.json's ``status``: ``diverged`` (stopped on NaN/Inf), ``warning`` (the final evaluation is
+    far from the data, see :func:`~ganforge.training.callbacks.final_warnings`) or ``ok``."""
+    if stop_reason is not None:
+        return "diverged"
+    return "warning" if warnings else "ok"
+
+
 def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data: Any = None,
           generator: nn.Module | None = None, discriminator: nn.Module | None = None,
           callbacks: list[Any] | None = None, world: World | None = None) -> RunResult:
@@ -206,6 +232,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     writes files, shows progress and evaluates.
     """
     t0 = time.perf_counter()
+    if cfg.train.nan_policy not in NAN_POLICIES:  # before anything is written
+        raise ConfigError(f"train.nan_policy: unknown policy '{cfg.train.nan_policy}' "
+                          f"(choices: {', '.join(NAN_POLICIES)})")
     world = world or SINGLE
     writer = world.writer
     out_path = Path(out) if out is not None else None
@@ -247,7 +276,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     files = out_path if writer else None  # where this process writes (nowhere, except on rank 0)
     logger = Logger(files / "log.jsonl" if files else None, tc.log_every, tc.progress and writer,
                     files / "tensorboard" if (files and tc.tensorboard) else None)
-    health = Health(logger, cfg.health, bool(getattr(parts.objective, "probabilistic", False)))
+    rollback = tc.nan_policy == "rollback"
+    health = Health(logger, cfg.health, bool(getattr(parts.objective, "probabilistic", False)),
+                    "rolling back to the last checkpoint if it can (train.nan_policy: rollback)" if rollback else
+                    "stopping, last good checkpoint kept")
     cbs: list[Any] = [logger, health]
     if cfg.model.generator.reference_batch and generator is None:
         # First, so the EMA copy and the sample plots see this step's reference statistics.
@@ -273,7 +305,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         m = toy_metrics(artifact, parts.data, tc.eval_samples)
         if m:
             logger.record(trainer.step_num, {f"eval/{k}": v for k, v in m.items()})
-            health.modes(trainer.step_num, m["modes_captured"], m["modes_total"])
+            health.modes(trainer.step_num, m["modes_captured"], m["modes_total"], m["high_quality_fraction"])
 
     cbs.append(Every(tc.eval_every, evaluate))
     image_eval = None
@@ -293,6 +325,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                                       files / "attribute_net.safetensors" if files else None,
                                       n=cfg.eval.captions, classifier_steps=cfg.eval.classifier_steps)
         cbs.append(Every(tc.eval_every, caption_eval))
+    final_checks = FinalChecks(logger, cfg.health, health, image_eval) if writer else None
+    if final_checks is not None:
+        cbs.append(final_checks)  # after the evaluations: it reads the final one
     if files is not None:
         (files / "samples").mkdir(exist_ok=True)
 
@@ -311,6 +346,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         cbs.append(ModuleOrigin(generator is not None, discriminator is not None))
         # Every process takes part in a checkpoint (it gathers their random streams); rank 0 writes it.
         cbs.append(Checkpoint(files / CHECKPOINT if files else None, tc.checkpoint_every))
+    rollbacks = None
+    if rollback:
+        # After the checkpoint: a step's state is judged (and a good one saved) before it is rolled back.
+        rollbacks = NanRollback(logger, lambda t: restore_last(t, out_path, world), tc.nan_lr_factor,
+                                tc.nan_max_rollbacks)
+        cbs.append(rollbacks)
     trainer = Trainer(parts, tc, cbs, device=tc.device, world=world)
     if resume and out_path is not None:
         resume_from(trainer, out_path / CHECKPOINT, state, world)
@@ -328,10 +369,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         if files is not None:
             atomic_write_text(files / "summary.json", json.dumps(
                 {"preset": cfg.preset, "steps": trainer.step_num, "status": "interrupted",
-                 "signal": trainer.interrupted, "wall_seconds": round(time.perf_counter() - t0, 2)}, indent=2))
+                 "signal": trainer.interrupted, "wall_seconds": round(time.perf_counter() - t0, 2)}
+                | provenance(), indent=2))
         raise Interrupted(trainer.interrupted, trainer.step_num, out_path)
+    fired = final_checks.fired if final_checks is not None else []
     summary: dict[str, Any] = {"preset": cfg.preset, "steps": trainer.step_num,
-                               "status": "ok" if trainer.stop_reason is None else "diverged"}
+                               "status": run_status(trainer.stop_reason, fired)}
+    if rollbacks is not None and rollbacks.rollbacks:
+        summary["nan_rollbacks"] = rollbacks.rollbacks
     if trainer.early_stop is not None:
         summary["stopped_early"] = trainer.early_stop
     if trainer.stop_reason is None:
@@ -356,6 +401,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
     summary["final"] = logger.last
     summary["warnings"] = logger.warnings
     summary["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    summary.update(provenance())
     # TensorBoard's HParams view: the resolved config against the final numbers (no-op without TensorBoard).
     logger.hparams(to_dict(cfg), {k: v for k, v in summary.items() if k not in ("steps",)})
     if files is not None:

@@ -213,6 +213,11 @@ class Trainer:
             self.early_stop = next(e for _, e in reasons if e is not None)
         self._halted = True
 
+    def clear_stop(self) -> None:
+        """Training goes on after all: a callback undid what stopped it (a NaN rollback restored a good state)."""
+        self.stop_reason = None
+        self._halted = self.early_stop is not None
+
     def _step_end(self, out: dict[str, Tensor]) -> None:
         agreed = False
         for cb in self.callbacks:

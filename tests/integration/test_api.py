@@ -178,7 +178,8 @@ def test_every_loss_trains_on_ring2d(loss: str, extra: dict) -> None:
                        train={"steps": 100, "progress": False, "batch_size": 64, "eval_samples": 500})
     assert gan.config.model.loss.name == loss
     gan.fit()
-    assert gan.summary["status"] == "ok" and gan.summary["steps"] == 100
+    # 100 steps find few modes, which the final check reports (status "warning"); none may diverge.
+    assert gan.summary["status"] in ("ok", "warning") and gan.summary["steps"] == 100
     x = gan.sample(500)
     assert x.shape == (500, 2)
     assert torch.isfinite(x).all(), loss

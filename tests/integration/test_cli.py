@@ -95,7 +95,8 @@ def test_stdout_last_line_is_json(run_pair: tuple[Path, subprocess.CompletedProc
 def test_summary_json(run: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary), set(summary)
-    assert summary["status"] == "ok"
+    # 200 steps find few of the 8 modes: the final check says so (health.min_modes_fraction, 0.5 by default)
+    assert summary["status"] == ("ok" if summary["modes_captured"] >= 4 else "warning")
     assert summary["steps"] == STEPS
     assert summary["modes_total"] == 8
     assert 0 <= summary["modes_captured"] <= 8
@@ -226,7 +227,6 @@ def test_user_errors_in_real_processes(run: Path, tmp_path: Path) -> None:
                         ["train.stepz", "train.steps"]),
         "wrong type": (["train", "ring2d", "--set", "train.steps=abc", "--out", str(tmp_path / "c")],
                        ["train.steps", "abc"]),
-        "resume without checkpoint": (["train", "--resume", str(no_checkpoint)], ["checkpoint"]),
         "eval of a non-run folder": (["eval", str(not_a_run)], [str(not_a_run)]),
         "sample of a non-run folder": (["sample", str(not_a_run), "--n", "10", "--out", str(tmp_path / "s.npz")],
                                        [str(not_a_run)]),
@@ -242,9 +242,13 @@ def test_user_errors_in_real_processes(run: Path, tmp_path: Path) -> None:
     assert not failures, "\n".join(failures)
     for name in ("a", "b", "c", "s.npz"):
         assert not (tmp_path / name).exists(), name
-    # The failed resume did not touch the folder it was pointed at.
-    assert sorted(p.name for p in no_checkpoint.iterdir()) == ["config.yaml"]
     assert sorted(p.name for p in not_a_run.iterdir()) == ["notes.txt"]
+    # A run stopped before its first checkpoint is started again from step 0 by --resume (issue 16: the
+    # messages used to lead in a circle), with a note saying so.
+    again = ganforge("train", "--resume", str(no_checkpoint), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "no checkpoint yet" in again.stderr and "from step 0" in again.stderr
+    assert (no_checkpoint / "checkpoints" / "last.safetensors").is_file()
 
 
 def test_more_user_errors(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],

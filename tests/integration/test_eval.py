@@ -60,7 +60,7 @@ def test_eval_of_real_images_and_bad_input(tmp_path):
     assert 0 < real["fid"] < 10 and real["precision"] > 0.7
     for args, needle in ((["eval", str(tmp_path / "nope")], "no such run folder"),
                          (["eval", "mnist:train5k", "--metrics", "fid,bogus"], "unknown metric 'bogus'"),
-                         (["eval", "mnist:train5k", "--extractor", "inceptoin"], "did you mean 'inception-v3'")):
+                         (["eval", "mnist:train5k", "--extractor", "inceptoin"], "did you mean 'inception'")):
         bad = ganforge(*args)
         assert bad.returncode == 2, (args, bad.stderr)
         assert needle in bad.stderr and "Traceback" not in bad.stderr
