@@ -358,7 +358,8 @@ RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "train.sample_every": _NON_NEGATIVE, "train.checkpoint_every": _NON_NEGATIVE, "train.eval_every": _NON_NEGATIVE,
     "train.eval_samples": _POSITIVE_INT, "train.seed": _NON_NEGATIVE,
     "train.nan_lr_factor": (0, False, 1, False), "train.nan_max_rollbacks": _POSITIVE_INT,
-    "optim_*.lr": _POSITIVE, "optim_*.betas": _FRACTION, "optim_*.momentum": _FRACTION,
+    "optim_*.lr": _NON_NEGATIVE,  # 0 freezes a network (a test of the other one)
+    "optim_*.betas": _FRACTION, "optim_*.momentum": _FRACTION,
     "optim_*.alpha": _FRACTION, "optim_*.weight_decay": _NON_NEGATIVE,
     "model.z_dim": _NON_NEGATIVE, "model.classes": _NON_NEGATIVE, "model.continuous_codes": _NON_NEGATIVE,
     "model.aux_weight": _NON_NEGATIVE, "model.vae_beta": _NON_NEGATIVE, "model.self_condition": _NON_NEGATIVE,

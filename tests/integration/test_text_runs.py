@@ -194,7 +194,8 @@ def test_config_mistakes_are_one_line_errors(files, tmp_path):
 
 def test_curve_needs_a_test_set_and_numbers(files, tmp_path):
     train_file, _ = files
-    cfg = load_config("coco-mle", [*TINY, "train.steps=2", f"data.path={train_file}"])
+    # holdout=0: no held-out tenth of the corpus either (the default keeps one as the test set)
+    cfg = load_config("coco-mle", [*TINY, "train.steps=2", f"data.path={train_file}", "data.options.holdout=0"])
     train(cfg, tmp_path / "r")
     assert_user_error(ganforge("eval", str(tmp_path / "r"), "--curve"), "test set")
     assert_user_error(ganforge("eval", str(tmp_path / "r"), "--curve", "0.7,abc"), "positive numbers")

@@ -88,3 +88,24 @@ def test_own_data_commands_run_as_written(tmp_path):
     assert "held out" in table["eval_protocol"]["reference"] and table["table_quality"]["column_shapes"] > 0.5
     text = json.loads((runs / "my-text" / "summary.json").read_text())
     assert "held out" in text["eval_protocol"]["test_set"] and text["bleu2"] > 0.5
+
+
+def test_the_command_lines_that_explore_run_as_written(tmp_path):
+    """The lines of "Command line" that look rather than train (--version, presets, --print-config)
+    run as written and print what they promise, without writing a run folder."""
+    import os
+    import subprocess
+    import sys
+
+    (block,) = re.findall(r"```bash\n(.*?)```", section("Command line"), re.S)[:1]
+    cmds = [line.split("#")[0].strip() for line in block.splitlines()]
+    looks = [c for c in cmds if c.startswith(("ganforge --version", "ganforge presets")) or "--print-config" in c]
+    assert len(looks) == 4, looks
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in looks:
+        r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.strip(), (cmd, r.stderr[-2000:])
+        if "--print-config" in cmd:
+            assert "steps: 500" in r.stdout
+    assert not any(tmp_path.iterdir())

@@ -185,11 +185,14 @@ def test_a_position_saved_under_another_shard_starts_a_fresh_epoch(clean_folder)
 
 def test_stream_auto_follows_the_memory_limit(clean_folder):
     assert isinstance(image_folder_data(str(clean_folder), size=8), TensorData)
-    streamed = image_folder_data(str(clean_folder), size=8, memory_limit=1000)  # 40 x 1 x 8 x 8 x 4 bytes > 1000
+    # split="all": the default keeps a held-out tenth of the files back for evaluation
+    streamed = image_folder_data(str(clean_folder), size=8, channels=1, memory_limit=1000,  # 40x1x8x8x4 B
+                                 split="all")
     assert isinstance(streamed, ImageFolderStream) and len(streamed) == N_GOOD
-    assert isinstance(image_folder_data(str(clean_folder), size=8, memory_limit=40 * 64 * 4), TensorData)
-    assert isinstance(image_folder_data(str(clean_folder), size=8, stream=True), ImageFolderStream)
-    assert isinstance(image_folder_data(str(clean_folder), size=8, stream="false", memory_limit=1), TensorData)
+    in_memory = image_folder_data(str(clean_folder), size=8, channels=1, memory_limit=40 * 64 * 4)
+    assert isinstance(in_memory, TensorData)
+    assert isinstance(image_folder_data(str(clean_folder), size=8, channels=1, stream=True), ImageFolderStream)
+    assert isinstance(image_folder_data(str(clean_folder), size=8, channels=1, stream="false", memory_limit=1), TensorData)
     d = build_dataset("image-folder", {"size": 8, "memory_limit": 1, "workers": 0}, path=str(clean_folder))
     assert isinstance(d, ImageFolderStream) and d.workers == 0
 
