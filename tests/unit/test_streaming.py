@@ -192,7 +192,8 @@ def test_stream_auto_follows_the_memory_limit(clean_folder):
     in_memory = image_folder_data(str(clean_folder), size=8, channels=1, memory_limit=40 * 64 * 4)
     assert isinstance(in_memory, TensorData)
     assert isinstance(image_folder_data(str(clean_folder), size=8, channels=1, stream=True), ImageFolderStream)
-    assert isinstance(image_folder_data(str(clean_folder), size=8, channels=1, stream="false", memory_limit=1), TensorData)
+    forced = image_folder_data(str(clean_folder), size=8, channels=1, stream="false", memory_limit=1)
+    assert isinstance(forced, TensorData)
     d = build_dataset("image-folder", {"size": 8, "memory_limit": 1, "workers": 0}, path=str(clean_folder))
     assert isinstance(d, ImageFolderStream) and d.workers == 0
 
