@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	RUN=runs/demo-mnist-$$(date +%Y%m%d-%H%M%S); \
 	$(PY) -m ganforge train mnist-dcgan --set train.eval_every=0 --set train.sample_every=500 --out $$RUN && \
-	$(PY) -m ganforge report $$RUN
+	$(PY) -m ganforge report $$RUN && \
+	echo "open $$RUN/report.html in a browser; to run ganforge yourself: source .venv/bin/activate (or .venv/bin/ganforge ...)"
 
 # The browser test's Chromium (Debian's package; playwright's own download needs the network), best
 # effort: installed with apt-get when missing and possible (root, or sudo without a password). It

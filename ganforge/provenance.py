@@ -17,7 +17,8 @@ def provenance() -> dict[str, Any]:
     from ganforge.version import __version__
 
     argv = list(sys.argv) or ["python"]
-    argv[0] = os.path.basename(argv[0])  # "ganforge", not the venv's absolute path
+    # "ganforge", not the venv's absolute path nor python -m's "__main__.py"
+    argv[0] = "ganforge" if argv[0].endswith(("__main__.py", "ganforge")) else os.path.basename(argv[0])
     return {
         "versions": {"ganforge": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

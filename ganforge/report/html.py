@@ -276,10 +276,12 @@ def alerts_html(run: RunData) -> str:
     return f"<h3>health alerts</h3>{_table(('step', 'kind', 'message'), rows, 'alerts')}"
 
 
-def metrics_html(run: RunData) -> str:
-    """Status, metrics and their protocols from summary.json, and eval.json when there is one."""
+def metrics_html(run: RunData) -> tuple[str, str]:
+    """From summary.json (and eval.json when there is one): the status line and the metrics, shown
+    first; and the protocols and other details, shown after the samples and the curves."""
     s = run.summary
-    out = []
+    head: list[str] = []
+    blocks: list[str] = []
     if s:
         status = str(s.get("status", "unknown"))
         cls = "status-ok" if status == "ok" else "status-bad"
@@ -288,23 +290,22 @@ def metrics_html(run: RunData) -> str:
             line += f", {escape(str(s['steps']))} steps"
         if _is_num(s.get("wall_seconds")):
             line += f" in {escape(fmt(float(s['wall_seconds'])))} s"
-        out.append(f"<p>{line}</p>")
+        head.append(f"<p>{line}</p>")
         if s.get("stopped_early"):
-            out.append(f"<p>stopped early: {value_html(s['stopped_early'])}</p>")
-        skip = {"status", "steps", "wall_seconds", "stopped_early", "warnings"}
-        blocks = []
+            head.append(f"<p>stopped early: {value_html(s['stopped_early'])}</p>")
+        made = [escape(str(s[k])) for k in ("date", "command") if s.get(k)]
+        if made:
+            head.append(f'<p class="note">made {" by <code>".join(made)}{"</code>" if len(made) > 1 else ""}</p>')
+        skip = {"status", "steps", "wall_seconds", "stopped_early", "warnings", "preset", "date", "command"}
         scalars = [(k, v) for k, v in s.items() if k not in skip and not isinstance(v, (dict, list))]
         if scalars:
-            blocks.append("<div><h3>metrics</h3>" + _table(("name", "value"), scalars, "metrics") + "</div>")
+            head.append("<h3>metrics</h3>" + _table(("name", "value"), scalars, "metrics"))
         for k, v in s.items():
             if k not in skip and isinstance(v, (dict, list)) and v:
                 blocks.append(f"<div><h3>{escape(str(k))}</h3>{value_html(v)}</div>")
-        if run.eval:
-            blocks.append(f"<div><h3>eval.json</h3>{value_html(run.eval)}</div>")
-        out.append(f'<div class="row">{"".join(blocks)}</div>')
-    elif run.eval:
-        out.append(f"<h3>eval.json</h3>{value_html(run.eval)}")
-    return "".join(out)
+    if run.eval:
+        blocks.append(f"<div><h3>eval.json</h3>{value_html(run.eval)}</div>")
+    return "".join(head), (f'<div class="row">{"".join(blocks)}</div>' if blocks else "")
 
 
 def _is_num(v: Any) -> bool:
@@ -460,20 +461,23 @@ def run_section(run: RunData, index: int, with_curves: bool) -> str:
     out = [f'<section class="run" id="run-{index}"><h2>{_run_title(run)}</h2>',
            f"<p>folder <code>{escape(str(run.path))}</code></p>"]
     out += [f'<p class="note">{escape(n)}</p>' for n in run.notes]
-    out.append(metrics_html(run))
+    metrics, details = metrics_html(run)
+    out.append(metrics)
     frames = _frames(run.path)
     slider = slider_html(frames)
     pictures = pictures_html(run, bool(slider))
-    if slider or pictures:
-        head = "<h3>samples over training</h3>" if slider else "<h3>pictures</h3>"
-        out.append(f'{head}<div class="row"><div>{slider}</div><div>{pictures}</div></div>')
+    if slider:
+        out.append(f"<h3>samples over training</h3>{slider}")
     out.append(sentences_html(run))
     if is_tabular(run.config):
         out.append(tabular_html(run))
-    if with_curves:
+    if with_curves:  # right after the samples: the two things one looks at first
         charts = run_charts([(run.name, run.log)])
         out.append("<h3>curves</h3>" + (f'<div class="charts">{"".join(charts)}</div>' if charts
                                          else "<p>nothing logged</p>"))
+    if pictures:
+        out.append(f"<h3>pictures</h3>{pictures}")
+    out.append(details)
     out.append(alerts_html(run))
     notes = [(r["step"], str(r["note"])) for r in run.log if "note" in r]
     if notes:

@@ -109,3 +109,17 @@ def test_the_command_lines_that_explore_run_as_written(tmp_path):
         if "--print-config" in cmd:
             assert "steps: 500" in r.stdout
     assert not any(tmp_path.iterdir())
+
+
+def test_the_demo_benchmark_times_what_make_demo_runs():
+    """benchmarks/demo_time.py measures the Makefile's demo command, not a copy that drifted from it."""
+    import importlib.util
+
+    root = README.parent
+    spec = importlib.util.spec_from_file_location("demo_time", root / "benchmarks" / "demo_time.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    make = (root / "Makefile").read_text()
+    assert "-m ganforge " + " ".join(module.DEMO_TRAIN) + " --out $$RUN" in make
+    assert "-m ganforge report $$RUN" in make
