@@ -334,6 +334,19 @@ def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merge(base, over)
 
 
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as dotted keys (``model.loss.name``); lists and empty dicts stay values."""
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, dict) and v:
+                out.update(flatten(v, key))
+            else:
+                out[key] = v
+    return out
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The plain-dict form of a config (for YAML and JSON)."""
     return dataclasses.asdict(cfg)

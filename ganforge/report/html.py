@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ganforge.config import read_yaml
+from ganforge.config import flatten, read_yaml
 from ganforge.io import atomic_write_text
 from ganforge.registry import ConfigError
 from ganforge.report.curves import PALETTE, fmt, read_log, run_charts
@@ -310,19 +310,6 @@ def metrics_html(run: RunData) -> tuple[str, str]:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as dotted keys (``model.loss.name``); lists stay values."""
-    out: dict[str, Any] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, dict) and v:
-                out.update(flatten(v, key))
-            else:
-                out[key] = v
-    return out
 
 
 def config_diff(runs: Sequence[RunData]) -> list[tuple[str, list[str]]]:

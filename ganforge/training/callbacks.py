@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ganforge.config import HealthConfig
+from ganforge.config import HealthConfig, flatten
 from ganforge.nn.techniques import set_reference_batch
 from ganforge.training.checkpoint import save_state
 
@@ -99,7 +99,23 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     raise ValueError(f"unknown lr schedule '{schedule}'")
 
 
-class LRDecay:
+class LRScale:
+    """A learning-rate multiplier that NaN rollbacks (:class:`NanRollback`) lower and checkpoints keep,
+    shared by the callbacks that set learning rates (so neither a schedule nor a resume undoes it)."""
+
+    scale: float = 1.0
+
+    def scale_lr(self, factor: float) -> None:
+        self.scale *= factor
+
+    def state_dict(self) -> dict[str, float]:
+        return {"scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = float(state.get("scale", 1.0))
+
+
+class LRDecay(LRScale):
     """Sets every optimizer's learning rate to base * scale * lr_factor(step) before each step.
 
     ``scale`` is 1 unless NaN rollbacks (:class:`NanRollback`) lowered the learning rates; it is
@@ -118,32 +134,11 @@ class LRDecay:
             for group, lr in zip(opt.param_groups, base, strict=True):
                 group["lr"] = lr * f
 
-    def scale_lr(self, factor: float) -> None:
-        self.scale *= factor
-
-    def state_dict(self) -> dict[str, float]:
-        return {"scale": self.scale}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scale = float(state.get("scale", 1.0))
-
     def on_train_start(self, trainer: Any) -> None:
         self._apply(trainer.step_num)
 
     def on_step_end(self, trainer: Any, out: dict[str, Tensor]) -> None:
         self._apply(trainer.step_num)
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested dict as dotted keys (``model.loss.name``); lists and empty dicts stay values."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
 
 
 def _drop_partial_last_line(path: Path) -> None:
@@ -243,7 +238,7 @@ class Logger:
         except ImportError:  # tensorboard is optional
             return
         flat = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v, default=str)
-                for k, v in _flatten(hparams).items() if v is not None}
+                for k, v in flatten(hparams).items() if v is not None}
         scores = {f"hparam/{k}": float(v) for k, v in metrics.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         # The summary goes into the run's own folder (add_hparams would make a sub-run per call); the
@@ -596,7 +591,7 @@ class Every:
             self.fn(trainer)
 
 
-class SetLR:
+class SetLR(LRScale):
     """Sets an optimizer's learning rate from iteration ``start`` on (a text GAN's adversarial
     phases after MLE pretraining); a resumed run past ``start`` gets it again at its start."""
 
@@ -607,15 +602,6 @@ class SetLR:
     def _set(self) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * self.scale
-
-    def scale_lr(self, factor: float) -> None:
-        self.scale *= factor
-
-    def state_dict(self) -> dict[str, float]:
-        return {"scale": self.scale}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scale = float(state.get("scale", 1.0))
 
     def on_train_start(self, trainer: Any) -> None:
         if trainer.step_num >= self.start:

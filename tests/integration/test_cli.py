@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from procs import ganforge, small
+from procs import assert_user_error, ganforge, small
 from safetensors.torch import load_file
 
 from ganforge.config import from_dict, load_config, to_dict
@@ -33,17 +33,6 @@ def tiny_train(out: Path, *extra: str) -> subprocess.CompletedProcess:
     return ganforge("train", "ring2d", "--out", str(out), "--steps", str(STEPS), "--seed", "3", *SMALL,
                     "--set", "techniques.ema=0.0",
                     "--set", "train.checkpoint_every=100", "--set", "train.sample_every=100", *extra)
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit code 2 and exactly one line on stderr, naming what went wrong, without a traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def folder_fingerprint(folder: Path) -> dict[str, tuple[str, int]]:

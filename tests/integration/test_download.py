@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import pickle
 import shutil
 import socket
 import tarfile
-import threading
-from functools import partial
 from importlib import resources
 
 import numpy as np
 import pytest
+from procs import Server
 
 from ganforge.data import build_dataset, images, mnist, text
 from ganforge.data.mnist import load_idx_dataset
@@ -26,31 +24,6 @@ TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 def idx_gz(a: np.ndarray) -> bytes:
     dims = b"".join(d.to_bytes(4, "big") for d in a.shape)
     return gzip.compress(bytes([0, 0, 0x08, a.ndim]) + dims + a.astype(np.uint8).tobytes())
-
-
-class Server:
-    """A static file server on 127.0.0.1 that counts the requests it answers."""
-
-    def __init__(self, folder):
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

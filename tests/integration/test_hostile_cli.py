@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from procs import ganforge, small
+from procs import assert_user_error, ganforge, small
 from safetensors.torch import save_file
 from torch import nn
 
@@ -72,17 +72,6 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> subprocess.Compl
     return subprocess.CompletedProcess(argv, code, out.out, out.err)
 
 
-def assert_one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit code 2, one line on stderr naming what went wrong, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny finished ring2d run (4 steps)."""
@@ -108,9 +97,9 @@ def test_sample_and_eval_of_a_hostile_generator_file(run, tmp_path, capsys):
             gen.write_bytes(data)
         before = fingerprint(folder)
         out = tmp_path / f"{folder.name}.npz"
-        assert_one_line(run_main(capsys, "sample", str(folder), "--n", "5", "--out", str(out)), str(gen))
+        assert_user_error(run_main(capsys, "sample", str(folder), "--n", "5", "--out", str(out)), str(gen))
         assert not out.exists(), "sample wrote an output for a bad generator"
-        assert_one_line(run_main(capsys, "eval", str(folder), "--n", "50"), str(gen))
+        assert_user_error(run_main(capsys, "eval", str(folder), "--n", "50"), str(gen))
         assert fingerprint(folder) == before, "eval wrote into the run folder (eval.json)"
     assert not marker.exists(), "a generator file was unpickled"
 
@@ -127,7 +116,7 @@ def test_resume_from_a_hostile_checkpoint(run, tmp_path, capsys):
         else:
             ckpt.write_bytes(data)
         before = fingerprint(folder)
-        assert_one_line(run_main(capsys, "train", "--resume", str(folder), "--steps", "6"), str(ckpt))
+        assert_user_error(run_main(capsys, "train", "--resume", str(folder), "--steps", "6"), str(ckpt))
         assert fingerprint(folder) == before, f"{name}: the failed resume changed the run folder"
     assert not marker.exists(), "a checkpoint was unpickled"
 
@@ -135,7 +124,7 @@ def test_resume_from_a_hostile_checkpoint(run, tmp_path, capsys):
 def test_resume_with_another_model_is_one_line(run, tmp_path, capsys):
     folder = copy_run(run, tmp_path / "run")
     before = fingerprint(folder)
-    line = assert_one_line(run_main(capsys, "train", "--resume", str(folder), "--steps", "6",
+    line = assert_user_error(run_main(capsys, "train", "--resume", str(folder), "--steps", "6",
                                     "--set", "model.generator.hidden=[16,16]"),
                            str(folder / "checkpoints" / "last.safetensors"), "was written for a different model")
     assert "size mismatch" in line or "shape" in line
@@ -148,8 +137,8 @@ def test_a_damaged_run_config_is_one_line(run, tmp_path, capsys):
         folder = copy_run(run, tmp_path / name.replace(" ", "_"))
         (folder / "config.yaml").write_bytes(text)
         config = str(folder / "config.yaml")
-        assert_one_line(run_main(capsys, "train", "--resume", str(folder)), config)
-        assert_one_line(run_main(capsys, "eval", str(folder), "--n", "50"), config)
+        assert_user_error(run_main(capsys, "train", "--resume", str(folder)), config)
+        assert_user_error(run_main(capsys, "eval", str(folder), "--n", "50"), config)
         assert not (folder / "eval.json").exists()
 
 
@@ -172,11 +161,11 @@ def test_a_run_of_user_defined_modules_resumes_from_python_only(run, tmp_path, c
     train(cfg, out, generator=MyGenerator())
     capsys.readouterr()  # the 4-step run's own final-check warning is not what is tested here
     before = fingerprint(out)
-    line = assert_one_line(run_main(capsys, "train", "--resume", str(out), "--steps", "6"),
+    line = assert_user_error(run_main(capsys, "train", "--resume", str(out), "--steps", "6"),
                            str(out / "checkpoints" / "last.safetensors"), "user-defined generator", "generator=")
     assert "resume=True" in line
     assert fingerprint(out) == before
-    assert_one_line(run_main(capsys, "sample", str(out), "--n", "5", "--out", str(tmp_path / "s.npz")),
+    assert_user_error(run_main(capsys, "sample", str(out), "--n", "5", "--out", str(tmp_path / "s.npz")),
                     "user-defined generator", "generator=")
     assert not (tmp_path / "s.npz").exists()
     # From Python, with the module given again, the run continues.
@@ -200,5 +189,5 @@ def test_real_processes_print_one_line_without_a_traceback(run, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         procs = list(pool.map(lambda c: ganforge(*c[0], cwd=tmp_path), cases))
     for (_, needle), proc in zip(cases, procs, strict=True):
-        assert_one_line(proc, needle, "unpickling can run code")
+        assert_user_error(proc, needle, "unpickling can run code")
     assert not (tmp_path / "s.npz").exists() and not marker.exists()

@@ -7,9 +7,8 @@ page asks for nothing over the network. Skips, saying why, without playwright or
 """
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,13 @@ HOSTILE = "<script>window.__pwned=1</script>"
 
 
 def _chromium() -> str | None:
-    env = os.environ.get("CHROMIUM")
-    if env and Path(env).is_file():
-        return env
-    for name in ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    """The Chromium that benchmarks/report_screenshot.py (docs/report_demo.png) would drive."""
+    spec = importlib.util.spec_from_file_location(
+        "report_screenshot", Path(__file__).resolve().parents[2] / "benchmarks" / "report_screenshot.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.chromium_executable()
 
 
 def _run(path: Path, preset: str, frames: int, text: bool = False) -> Path:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from procs import ganforge
+from procs import assert_user_error, ganforge
 from safetensors.torch import load_file
-from test_cli import assert_user_error
 
 from ganforge.config import load_config
 from ganforge.generator import load

@@ -4,17 +4,15 @@ training run on colour images that finishes (image metrics skipped) where the fi
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import socket
-import threading
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from procs import Server
 from torch import Tensor, nn
 
 from ganforge.data.mnist import to_tensor_images
@@ -63,32 +61,6 @@ def fake_file(tmp_path_factory) -> tuple[Path, str]:
     path = tmp_path_factory.mktemp("ts") / INCEPTION_TS_FILE
     torch.jit.script(FakeInception()).save(str(path))
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class Server:
-    """A static file server on 127.0.0.1 that counts the requests it answers (tests/integration/
-    test_download.py has the same one; test modules do not import each other here)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def dead_url() -> str:
