@@ -1,7 +1,8 @@
 """Training curves as inline SVG, drawn in Python: the HTML report needs no plotting library and no network.
 
 Each panel shows the raw values faintly and TensorBoard's smoothed curve (exponential moving average,
-weight 0.6, debiased) over them, with the run's health alerts as vertical markers whose tooltip (an
+weight 0.6, debiased) over them (evaluation panels, a few numbers each measured on its own, are not
+smoothed), with the run's health alerts as vertical markers whose tooltip (an
 SVG ``<title>``) holds the message. Every string that reaches the SVG is escaped.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 SMOOTHING = 0.6  # TensorBoard's default smoothing weight
+FEW_POINTS = 30  # a series this short (evaluations) also shows its points
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 DASHES = ("", "6 3", "2 2", "8 3 2 3")
@@ -234,7 +236,7 @@ def svg_chart(title: str, series: Sequence[Series], markers: Sequence[Marker] = 
             path = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in zip(tx, tv, strict=True))
             parts.append(f'<polyline class="{kind}" points="{path}" stroke="{color}"{dash} '
                          f'data-label="{escape(s.label)}"/>')
-        if len(xs) <= 30:  # few points (evaluations): show where they are
+        if len(xs) <= FEW_POINTS:  # few points (evaluations): show where they are
             parts.extend(f'<circle cx="{px(x):.1f}" cy="{py(v):.1f}" r="2" fill="{color}"/>'
                          for x, v in zip(xs, ys, strict=True))
     for m in markers:
@@ -290,5 +292,7 @@ def run_charts(runs: Sequence[tuple[str, list[dict[str, Any]]]], smoothing: floa
             legend = [(name, PALETTE[r % len(PALETTE)], "") for r, (name, _) in enumerate(runs) if r in present]
             if len(panel.keys) > 1:
                 legend += [(label(k), "#555", DASHES[i % len(DASHES)]) for i, k in enumerate(panel.keys)]
-        charts.append(svg_chart(panel.title, series, markers, legend, smoothing=smoothing))
+        # Evaluations are few and each a number in its own right: an average over them would lag the points.
+        evaluations = all(k.startswith("eval/") for k in panel.keys)
+        charts.append(svg_chart(panel.title, series, markers, legend, smoothing=0.0 if evaluations else smoothing))
     return charts

@@ -256,3 +256,14 @@ def test_logger_sends_images_and_hparams_to_tensorboard(tmp_path):
     hp = start.session_start_info.hparams
     assert hp["preset"].string_value == "grid2d" and hp["train.steps"].number_value == 20
     assert "hparam/modes_captured" in ea.Tags()["scalars"]
+
+
+def test_evaluations_are_not_smoothed(tmp_path):
+    """A handful of evaluations is drawn as measured: a moving average over them would lag the points."""
+    run = make_run(tmp_path / "r")
+    page = Page(render_report([run]))
+    fid = [a for a in page.all("polyline") if a.get("data-label") == "eval/fid"]
+    raw = next(a["points"] for a in fid if a["class"] == "raw")
+    assert raw and all(a["points"] == raw for a in fid if a["class"] == "smoothed")
+    losses = [a for a in page.all("polyline") if a.get("data-label") == "d_loss"]
+    assert len({a["points"] for a in losses}) == 2  # the per-step curves still are
