@@ -117,28 +117,18 @@ def _represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
 _Dumper.add_representer(list, _represent_list)
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v and k != "options":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def commented_yaml(cfg: _config.Config, preset: str | None = None,
                    overrides: list[str] | None = None) -> str:
     """``cfg`` as YAML that :func:`ganforge.config.load_yaml` reads back, with comments: the preset's
     headers, what each setting means, and ``(default: X)`` where the value is not ganforge's default."""
     data = _config.to_dict(cfg)
     headers, key_notes = preset_comments(preset) if preset else ([], {})
-    defaults = _flat(_config.to_dict(_config.Config()))
+    defaults = _config.flatten(_config.to_dict(_config.Config()))
     notes = field_comments()
     # No wrapping: a comment after the first line of a wrapped plain scalar would end the scalar there.
     body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1 << 30)
     lines = body.splitlines()
-    flat = _flat(data)
+    flat = _config.flatten(data)
     for i, key, _, _ in _key_lines(body):
         parts = [key_notes.get(key) or notes.get(key, "")]
         changed = key in flat and key in defaults and flat[key] != defaults[key]
