@@ -10,6 +10,8 @@ from torch import nn
 from ganforge.config import Config, from_dict, load_yaml, merge, merge_config, to_dict
 from ganforge.data.tensor import TensorData
 from ganforge.generator import GeneratorArtifact, load
+from ganforge.registry import ConfigError
+from ganforge.training.callbacks import Interrupted
 from ganforge.training.run import RunResult, train
 
 # The artifact a generator is loaded as (kept under its earlier name too).
@@ -61,18 +63,31 @@ class GAN:
         self.result: RunResult | None = None
 
     def fit(self, data: Any = None, out: str | Path | None = None, steps: int | None = None,
-            callbacks: list[Any] | None = None, standardize: bool = False) -> GAN:
+            callbacks: list[Any] | None = None, standardize: bool = False, resume: bool = False) -> GAN:
         """Train on ``data`` (a tensor, a data set name, or a data source; default: the config's
-        data set). With ``out`` the run folder is written. ``standardize`` trains on a float
-        tensor standardized per feature; samples (and the saved generator's) come back in its units."""
+        data set). With ``out`` the run folder is written; ``resume=True`` continues the run saved
+        there (given the same data and modules). ``standardize`` trains on a float tensor
+        standardized per feature; samples (and the saved generator's) come back in its units.
+
+        SIGINT or SIGTERM during training saves a checkpoint and raises
+        :class:`~ganforge.training.callbacks.Interrupted`, whose message says how to continue."""
+        if resume and out is None:
+            raise ConfigError("resume=True needs the run folder: out=")
         if steps is not None:
             self.config.train.steps = steps
         if standardize:
             if not isinstance(data, torch.Tensor):
                 raise TypeError("standardize=True applies to a tensor passed as data")
             data = TensorData(data.float(), standardize=True)
-        self.result = train(self.config, out, data=data, generator=self._g_module,
-                            discriminator=self._d_module, callbacks=callbacks)
+        try:
+            self.result = train(self.config, out, resume=resume, data=data, generator=self._g_module,
+                                discriminator=self._d_module, callbacks=callbacks)
+        except Interrupted as e:
+            if e.resume is None:  # the command line cannot rebuild this run's data or modules
+                given = "<the same data>" if data is not None else ""
+                sep = ", " if given else ""
+                e.resume = f"GAN(<the same arguments>).fit({given}{sep}out={str(out)!r}, resume=True)"
+            raise
         return self
 
     @property

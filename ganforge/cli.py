@@ -35,6 +35,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from ganforge.config import apply_overrides, from_dict, to_dict
         cfg = from_dict(apply_overrides(to_dict(load_run_config(args.resume)), overrides))
         out = args.resume
+        if cfg.data.name == "table" and not (getattr(cfg.data, "path", "") or cfg.data.options.get("path")):
+            # A fit of `ganforge tabular fit` / TabularGAN: its table and transformer come from there.
+            raise ConfigError(f"{out} is a table fit: continue it with `ganforge tabular fit TABLE --out {out} "
+                              "--resume` (the same table and options)")
     else:
         if not args.config:
             raise ConfigError("train needs a CONFIG (preset name or YAML path) or --resume DIR")
@@ -451,8 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ganforge: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        resume = f"; continue with: ganforge train --resume {e.out}" if e.out is not None else ""
-        print(f"ganforge: {e}; checkpoint saved{resume}", file=sys.stderr)
+        print(f"ganforge: {e}", file=sys.stderr)
         return 130 if e.signal_name == "SIGINT" else 143
     except TrainingDiverged as e:
         print(f"ganforge: training stopped: {e} (last good checkpoint kept)", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -50,9 +51,22 @@ def _conditions(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _resume_command(args: argparse.Namespace) -> str:
+    """The ``ganforge tabular fit`` command that continues this one (its options, and ``--resume``)."""
+    cmd = ["ganforge", "tabular", "fit", args.data, "--out", args.out, "--model", args.model]
+    options = {"--discrete": args.discrete, "--epochs": args.epochs, "--batch-size": args.batch_size,
+               "--seed": args.seed, "--quality-every": args.quality_every, "--patience": args.patience,
+               "--delimiter": args.delimiter, "--encoding": args.encoding}
+    for flag, value in options.items():
+        if value is not None:
+            cmd += [flag, str(value)]
+    return shlex.join(cmd + (["--no-progress"] if args.no_progress else []) + ["--resume"])
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from ganforge.tabular.io import read_table
     from ganforge.tabular.model import TabularGAN, TabularVAE
+    from ganforge.training.callbacks import Interrupted
 
     out = Path(args.out)
     with _table_warnings():
@@ -60,7 +74,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         cls = TabularVAE if args.model == "vae" else TabularGAN
         model = cls(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                     quality_every=args.quality_every, patience=args.patience, progress=not args.no_progress)
-        model.fit(df, discrete_columns=_columns(args.discrete), out=out, resume=args.resume)
+        try:
+            model.fit(df, discrete_columns=_columns(args.discrete), out=out, resume=args.resume)
+        except Interrupted as e:
+            e.resume = _resume_command(args)
+            raise
     assert model.transformer is not None
     for line in model.transformer.summary():
         print(f"  {line}", file=sys.stderr)

@@ -24,7 +24,7 @@ from ganforge.tabular.data import table_source
 from ganforge.tabular.io import clean_table, read_table
 from ganforge.tabular.metrics import column_kinds, quality_score
 from ganforge.tabular.transformer import TableTransformer
-from ganforge.training.callbacks import Every, Logger
+from ganforge.training.callbacks import Every, Interrupted, Logger
 from ganforge.training.run import RunResult, prepare_out, train
 
 TRANSFORMER_FILE = "transformer.json"  # the fitted transformer of a run folder, reused by --resume
@@ -163,7 +163,15 @@ class TabularGAN:
                                         transformer, cfg, min(len(df), self.quality_rows), steps_per_epoch,
                                         self.patience, out_path / "best.safetensors" if out_path else None)
             callbacks.append(Every(self.quality_every * steps_per_epoch, self.quality))
-        self.result = train(cfg, out_path, resume=resume, data=data_source, callbacks=callbacks)
+        try:
+            self.result = train(cfg, out_path, resume=resume, data=data_source, callbacks=callbacks)
+        except Interrupted as e:
+            # `ganforge train --resume` cannot rebuild a table run (its data and transformer come from
+            # here): the way on is this call again, with resume=True.
+            table = repr(str(data)) if isinstance(data, (str, Path)) else "<the same DataFrame>"
+            e.resume = (f"{type(self).__name__}(<the same options>).fit({table}, out={str(out_path)!r}, "
+                        "resume=True)")
+            raise
         self.transformer = transformer
         if self.keep_best and self.quality is not None and self.quality.best_state is not None:
             self.result.artifact.module.load_state_dict(self.quality.best_state)

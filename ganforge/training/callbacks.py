@@ -26,11 +26,22 @@ class TrainingDiverged(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """SIGINT or SIGTERM stopped training; a checkpoint of the step reached was saved."""
+    """SIGINT or SIGTERM stopped training; a checkpoint of the step reached was saved.
 
-    def __init__(self, signal_name: str, step: int, out: Any) -> None:
-        super().__init__(f"interrupted at step {step} ({signal_name})")
-        self.signal_name, self.step, self.out = signal_name, step, out
+    ``resume`` is how to continue, as the front end that started the run can do it (a command
+    line, or a Python call); each front end fills in its own, and the message shows it.
+    """
+
+    def __init__(self, signal_name: str, step: int, out: Any, resume: str | None = None) -> None:
+        super().__init__(signal_name, step, out)
+        self.signal_name, self.step, self.out, self.resume = signal_name, step, out, resume
+
+    def __str__(self) -> str:
+        text = f"interrupted at step {self.step} ({self.signal_name})"
+        if self.out is None:
+            return text
+        text += f"; checkpoint saved in {self.out}"
+        return text + (f"; continue with: {self.resume}" if self.resume else "")
 
 
 def _floats(out: dict[str, Tensor]) -> dict[str, float]:
@@ -286,6 +297,17 @@ class Logger:
         if self.bar is not None:
             self.bar.update(1)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The warnings so far (a resumed run's summary lists those of every segment). The checks of
+        a finished run's final evaluation are left out: a run continued past it is judged at its own end."""
+        return {"warnings": [dict(w) for w in self.warnings if not w.get("final")]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # The saved warnings first, then any this process has logged since (a NaN rollback restores
+        # a checkpoint older than the warning that caused it: that warning happened and stays).
+        saved = [dict(w) for w in state.get("warnings", [])]
+        self.warnings = saved + [w for w in self.warnings if w not in saved]
+
     def rewind(self, step: int) -> None:
         """Training went back to ``step`` (a NaN rollback): the progress bar follows."""
         if self.bar is not None:
@@ -386,10 +408,17 @@ class Health:
         self.best_modes = captured if self.best_modes is None else max(self.best_modes, captured)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_modes": self.best_modes}
+        """What the checks remember: the warnings standing (not repeated after a resume), the
+        saturation streak and the modes seen."""
+        return {"best_modes": self.best_modes, "warned": sorted(self._warned), "saturated_for": self._saturated_for,
+                "last_modes": dict(self.last_modes)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_modes = state.get("best_modes")
+        # A rollback keeps the warnings standing in this process too: they would only fire again.
+        self._warned |= set(state.get("warned", []))
+        self._saturated_for = int(state.get("saturated_for", 0))
+        self.last_modes = dict(state.get("last_modes", {}))
 
 
 def _all_finite(obj: Any) -> bool:
@@ -554,7 +583,7 @@ class FinalChecks:
             history = list(self.image_eval.fid_history)
         self.fired = final_warnings(final, self.cfg, history)
         for kind, message in self.fired:
-            self.logger.warn(trainer.step_num, kind, message, screen=f"ganforge: warning: {message}")
+            self.logger.warn(trainer.step_num, kind, message, screen=f"ganforge: warning: {message}", final=True)
 
 
 class Every:

@@ -227,6 +227,12 @@ def broadcast(obj: Any, world: World) -> Any:
     return box[0]
 
 
+def barrier(world: World) -> None:
+    """Wait until every process of the run is here (a no-op in one process)."""
+    if world.distributed:
+        dist.barrier()
+
+
 def any_true(flags: list[bool], world: World, device: torch.device) -> list[bool]:
     """For each flag, whether it is set on any process (one small all-reduce)."""
     if not world.distributed:

@@ -55,7 +55,10 @@ class Game:
         self.step = 0  # the iteration being computed (completed iterations so far)
         self.micro = 0  # the micro-batch being computed (gradient accumulation)
         # On a GPU, G's noise is drawn there, from a generator of its own seeded from the
-        # trainer's, so no host-to-device copy sits in the step.
+        # trainer's, so no host-to-device copy sits in the step. ``noise_device`` is where those
+        # generators live (None: noise comes from the trainer's CPU streams); their states are part
+        # of the checkpoint (see :meth:`noise_states`).
+        self.noise_device: torch.device | None = device if device.type == "cuda" else None
         self._device_rngs: dict[int, torch.Generator] = {}
         place_data(data, device)
 
@@ -66,13 +69,29 @@ class Game:
 
     def noise_rng(self) -> tuple[torch.Generator, torch.device | str]:
         """Where G's noise is drawn: the trainer's generator on the CPU, a device generator on a GPU."""
-        if self.device.type != "cuda":
+        if self.noise_device is None:
             return self.rng, "cpu"
         g = self._device_rngs.get(id(self.rng))
         if g is None:
             seed = int(torch.randint(2**62, (1,), generator=self.rng))
-            g = self._device_rngs[id(self.rng)] = torch.Generator(device=self.device).manual_seed(seed)
-        return g, self.device
+            g = self._device_rngs[id(self.rng)] = torch.Generator(device=self.noise_device).manual_seed(seed)
+        return g, self.noise_device
+
+    def noise_states(self, rngs: list[torch.Generator]) -> list[Tensor | None]:
+        """The state of the noise generator paired with each of ``rngs`` (None where it has none yet)."""
+        return [self._device_rngs[id(r)].get_state() if id(r) in self._device_rngs else None for r in rngs]
+
+    def load_noise_states(self, rngs: list[torch.Generator], states: list[Tensor | None]) -> None:
+        """Restore what :meth:`noise_states` returned. A stream saved without a noise generator (or
+        whose run drew noise on the CPU) drops this one's, so it is seeded again from the restored
+        CPU stream as the saved run would have seeded it."""
+        for k, r in enumerate(rngs):
+            self._device_rngs.pop(id(r), None)
+            state = states[k] if k < len(states) else None
+            if state is not None and self.noise_device is not None:
+                g = torch.Generator(device=self.noise_device)
+                g.set_state(state)
+                self._device_rngs[id(r)] = g
 
     def reduce_mean(self, t: Tensor) -> Tensor:
         """``t`` averaged over the processes of a multi-process run (statistics that must agree)."""

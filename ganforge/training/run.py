@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from ganforge.training.callbacks import (
     TrainingDiverged,
 )
 from ganforge.training.checkpoint import ModuleOrigin, check_origin, load_state, model_mismatch
-from ganforge.training.distributed import SINGLE, World, broadcast, device_for, gather, local_batch
+from ganforge.training.distributed import SINGLE, World, barrier, broadcast, device_for, gather, local_batch
 from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.t2i_eval import CaptionMetrics, caption_pictures
 from ganforge.training.table_eval import table_metrics
@@ -371,7 +372,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
                 {"preset": cfg.preset, "steps": trainer.step_num, "status": "interrupted",
                  "signal": trainer.interrupted, "wall_seconds": round(time.perf_counter() - t0, 2)}
                 | provenance(), indent=2))
-        raise Interrupted(trainer.interrupted, trainer.step_num, out_path)
+        # No process leaves before rank 0 has written: torchrun ends the others once one exits.
+        barrier(world)
+        # The command line can continue the run only when its config says everything: the data is
+        # the config's and the modules are built from it. Otherwise the caller fills in its own way.
+        own_data = data is None or (isinstance(data, str) and data == cfg.data.name)
+        rebuilt = own_data and generator is None and discriminator is None and out_path is not None
+        command = shlex.join(["ganforge", "train", "--resume", str(out_path)]) if rebuilt else None
+        raise Interrupted(trainer.interrupted, trainer.step_num, out_path, command)
     fired = final_checks.fired if final_checks is not None else []
     summary: dict[str, Any] = {"preset": cfg.preset, "steps": trainer.step_num,
                                "status": run_status(trainer.stop_reason, fired)}

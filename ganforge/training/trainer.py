@@ -95,7 +95,11 @@ class Trainer:
         self.step_num = 0  # completed iterations
         self.want_stats = False  # callbacks set this when they need gradient norms this step
         self.stop_reason: str | None = None  # training diverged (NaN, a health stop)
-        self.interrupted: str | None = None  # the signal (SIGINT, SIGTERM) that asked training to stop
+        # The signal (SIGINT, SIGTERM) that asked training to stop: ``_signal`` as this process
+        # received it, ``interrupted`` once every process agreed (the loop reads only the agreed one,
+        # so no process leaves it while another enters the next step's collectives).
+        self._signal: str | None = None
+        self.interrupted: str | None = None
         self.early_stop: str | None = None  # a callback ended training early (no improvement): not a failure
         self._halted = False  # every process agreed to stop (multi-process runs)
         self._unreached: dict[str, list[Tensor]] = {}  # per phase: the player's parameters its loss never reaches
@@ -194,24 +198,31 @@ class Trainer:
         return self.stop_reason is not None or self.early_stop is not None
 
     def agree(self) -> None:
-        """Every process learns whether any stopped (NaN, a health stop, an early stop) and why.
+        """Every process learns whether any stopped (NaN, a health stop, an early stop) or received
+        a signal, and why.
 
         Called after each step before the first collective callback (the checkpoint, which every
-        process takes part in), so no process waits in a collective the others have left.
+        process takes part in), so no process waits in a collective the others have left. A signal
+        that reaches one process only (or each at a different step) stops all of them at the same step.
         """
         if not self.world.distributed:
+            if self.interrupted is None:
+                self.interrupted = self._signal
             return
-        stopped, early = any_true([self.stop_reason is not None, self.early_stop is not None],
-                                  self.world, self.device)
-        if not (stopped or early):
+        stopped, early, signalled = any_true(
+            [self.stop_reason is not None, self.early_stop is not None, self._signal is not None],
+            self.world, self.device)
+        if not (stopped or early or signalled):
             return
-        reasons = gather((self.stop_reason, self.early_stop), self.world)
+        reasons = gather((self.stop_reason, self.early_stop, self._signal), self.world)
         if stopped and self.stop_reason is None:
-            rank, why = next((r, s) for r, (s, _) in enumerate(reasons) if s is not None)
+            rank, why = next((r, s) for r, (s, _, _) in enumerate(reasons) if s is not None)
             self.stop_reason = f"{why} (on process {rank})"
         if early and self.early_stop is None and not stopped:
-            self.early_stop = next(e for _, e in reasons if e is not None)
-        self._halted = True
+            self.early_stop = next(e for _, e, _ in reasons if e is not None)
+        if signalled and self.interrupted is None:
+            self.interrupted = next(sig for _, _, sig in reasons if sig is not None)
+        self._halted = self._halted or stopped or early
 
     def clear_stop(self) -> None:
         """Training goes on after all: a callback undid what stopped it (a NaN rollback restored a good state)."""
@@ -271,7 +282,8 @@ class Trainer:
 
     def _process_state(self) -> dict[str, Any]:
         """What differs between processes: their random streams and their data position."""
-        state: dict[str, Any] = {"rngs": [g.get_state() for g in self.rngs], "torch_rng": torch.get_rng_state()}
+        state: dict[str, Any] = {"rngs": [g.get_state() for g in self.rngs], "torch_rng": torch.get_rng_state(),
+                                 "noise_rngs": self.game.noise_states(self.rngs)}
         if hasattr(self.parts.data, "state_dict"):
             state["data"] = self.parts.data.state_dict()
         return state
@@ -291,7 +303,9 @@ class Trainer:
             # Every shard's stream in shard order, and the other processes' states: a run resumed
             # with another number of processes (or micro-batches) picks up the streams it has.
             "shard_rngs": [g for p in procs for g in p["rngs"]],
-            "processes": [{k: v for k, v in p.items() if k != "rngs"} for p in procs[1:]],
+            # The GPU noise generator of each shard (None on the CPU, or before its first draw).
+            "shard_noise_rngs": [g for p in procs for g in p["noise_rngs"]],
+            "processes": [{k: v for k, v in p.items() if k not in ("rngs", "noise_rngs")} for p in procs[1:]],
             "layout": {"processes": self.world.size, "accumulate": self.accumulate},
         }
         if self.D is not None:
@@ -315,6 +329,8 @@ class Trainer:
         for s, g in zip(self.shards, self.rngs, strict=True):
             if s < len(streams):  # a shard the saved run had continues its stream; a new one starts fresh
                 g.set_state(streams[s])
+        noise = state.get("shard_noise_rngs") or []
+        self.game.load_noise_states(self.rngs, [noise[s] if s < len(noise) else None for s in self.shards])
         if self.rank == 0:
             mine: dict[str, Any] | None = {"torch_rng": state["torch_rng"]}
             if "data" in state:
@@ -350,13 +366,13 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum: int, frame: Any) -> None:
-        if trainer.interrupted is not None:  # the second signal: the default behaviour
+        if trainer._signal is not None:  # the second signal: the default behaviour
             for sig, old in previous.items():
                 signal.signal(sig, old)
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             raise SystemExit(128 + signum)
-        trainer.interrupted = signal.Signals(signum).name
+        trainer._signal = signal.Signals(signum).name
 
     for sig in previous:
         signal.signal(sig, handler)

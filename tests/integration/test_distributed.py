@@ -8,9 +8,12 @@ layout, so the two runs see the same samples and noise, and their weights must a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +131,72 @@ def test_a_global_batch_that_does_not_divide_is_one_line(tmp_path):
     assert "ganforge: error: train.batch_size 63 is the global batch and must divide by 2 processes" in p.stderr
     assert str(REPO / "ganforge") not in p.stderr  # no traceback from ganforge (torchrun prints its own summary)
     assert not (tmp_path / "r").exists()
+
+
+def _workers(parent: int) -> dict[int, int]:
+    """The worker processes torchrun (process ``parent``) started: rank -> pid (Linux's /proc)."""
+    ranks = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        rank = next((int(e[5:]) for e in env if e.startswith(b"RANK=")), None)
+        if ppid == parent and rank is not None:
+            ranks[rank] = int(proc.name)
+    return ranks
+
+
+def _train_records(run: Path) -> list[int]:
+    path = run / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()
+            if line.endswith("}") and '"d_loss"' in line]
+
+
+@pytest.mark.parametrize("targets", [(1,), (0, 1)], ids=["one-rank", "both-at-different-steps"])
+def test_sigterm_to_some_ranks_stops_all_at_one_step_with_one_checkpoint(tmp_path, targets):
+    # A preemption reaches the processes of a run at different moments (or only one of them): they must
+    # agree to stop at the same step, else one waits in the checkpoint's gather while another waits in
+    # the next step's all-reduce, until the collective timeout, with no checkpoint written.
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_port()), "-m", "ganforge", "train", "ring2d", "--out", str(out),
+           "--steps", "100000", "--set", "train.log_every=5", "--set", "train.checkpoint_every=0",
+           "--set", "train.eval_every=0", "--set", "train.sample_every=0", *SMALL]
+    p = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not _train_records(out) and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        ranks = _workers(p.pid)
+        assert sorted(ranks) == [0, 1], f"torchrun's workers not found: {ranks}"
+        for i, rank in enumerate(targets):
+            if i:
+                time.sleep(0.02)  # the second signal lands a step or so later
+            os.kill(ranks[rank], signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)  # a hang: end it, and the assertion below says so
+            p.communicate()
+    # torchrun reports its workers' exit as a failure: 143 from a worker that stopped on the signal,
+    # or -15 (SIGTERM) from one that torchrun ended itself after the first one left.
+    assert p.returncode == 1, err[-2000:]
+    assert "exitcode  : 143" in err or "exitcode  : -15" in err, err[-2000:]
+    assert str(REPO / "ganforge") not in err, err[-3000:]  # no traceback from ganforge (torchrun prints its own)
+    assert f"continue with: ganforge train --resume {out}" in err, err[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    state = load_state(out / "checkpoints" / "last.safetensors")
+    assert summary["status"] == "interrupted" and state["step"] == summary["steps"] > 0
+    assert len(state["shard_rngs"]) == 2  # both processes' streams: the checkpoint of both
+    assert list((out / "checkpoints").iterdir()) == [out / "checkpoints" / "last.safetensors"]
+    resumed = torchrun("-m", "ganforge", "train", "--resume", str(out), "--steps", str(state["step"] + 10),
+                       "--no-progress")
+    ok(resumed)
+    assert json.loads((out / "summary.json").read_text())["steps"] == state["step"] + 10

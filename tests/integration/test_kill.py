@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -89,3 +90,32 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_
     assert again.returncode == 0, again.stderr
     assert "starting it again from step 0" in again.stderr
     assert json.loads((out / "summary.json").read_text())["steps"] == 20
+
+
+def test_ctrl_c_during_a_table_fit_names_a_command_that_continues_it(tmp_path):
+    # `ganforge train --resume` cannot rebuild a table fit (its config has no table path): the printed
+    # command must be the tabular one, and it must work exactly as printed.
+    table = tmp_path / "my table.csv"  # a space: the command quotes what it prints
+    rows = ["x,kind"] + [f"{(i * 37 % 100) / 10:.2f},{'abc'[i % 3]}" for i in range(100)]
+    table.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "fit"
+    p = subprocess.Popen([sys.executable, "-m", "ganforge", "tabular", "fit", str(table), "--out", str(out),
+                          "--epochs", "6", "--batch-size", "20", "--no-progress"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert "Traceback" not in err and "checkpoint saved" in last, err
+    command = last.split("continue with: ", 1)[1]
+    args = shlex.split(command)
+    assert args[:3] == ["ganforge", "tabular", "fit"] and args[-1] == "--resume"
+    resumed = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6 * 5
+    # The command line that cannot continue it says which one does.
+    wrong = subprocess.run(TRAIN + ["--resume", str(out)], capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "ganforge tabular fit TABLE --out" in wrong.stderr

@@ -255,7 +255,7 @@ def test_a_run_far_from_the_data_ends_with_a_warning(tmp_path: Path, capsys: pyt
     shown = [line for line in err.splitlines() if line.startswith("ganforge: warning:")]
     assert shown == [f"ganforge: warning: {final['message']}"]
     logged = [r for r in log_records(run) if r.get("warning") == "few_modes"]
-    assert logged == [{"step": 40, "warning": "few_modes", "message": final["message"]}]
+    assert logged == [{"step": 40, "warning": "few_modes", "message": final["message"], "final": True}]
 
 
 def test_a_run_that_found_the_modes_stays_ok(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
