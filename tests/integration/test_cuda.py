@@ -41,3 +41,26 @@ def test_short_run_on_the_gpu(tmp_path, preset, extra):
     assert r.returncode == 0, r.stderr[-3000:]
     r = ganforge("sample", str(out), "--n", "8", "--out", str(tmp_path / "s.npz"))
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_a_resumed_gpu_run_draws_the_noise_of_an_uninterrupted_one(tmp_path):
+    # G's noise comes from a generator on the GPU: its state is in the checkpoint (issue 24).
+    from ganforge.config import from_dict
+    from ganforge.training.assemble import assemble
+    from ganforge.training.checkpoint import load_state, save_state
+    from ganforge.training.trainer import Trainer
+
+    def trainer(seed: int) -> Trainer:
+        cfg = from_dict({"model": {"generator": {"hidden": [16]}, "discriminator": {"hidden": [16]}},
+                         "train": {"steps": 10, "batch_size": 32, "seed": seed, "device": "cuda",
+                                   "progress": False, "tensorboard": False}})
+        torch.manual_seed(seed)
+        return Trainer(assemble(cfg), cfg.train, device="cuda")
+
+    a = trainer(0)
+    for _ in range(3):
+        a.step()
+    save_state(tmp_path / "last.safetensors", a.state_dict())
+    b = trainer(1)
+    b.load_state_dict(load_state(tmp_path / "last.safetensors"))
+    assert torch.equal(a.game.noise(8)["v"], b.game.noise(8)["v"])
