@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,7 +28,9 @@ class NetConfig:
     """A network chosen by name from the network registry."""
 
     name: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    # Hidden widths: MLP layers; lstm/gru: the state size of each layer; text-rnn: [state size].
+    # text-cnn has no hidden layers (its size is filter_scale): leave hidden at its default there
+    hidden: list[int] = field(default_factory=lambda: [128, 128])  # layer widths (text-cnn: see filter_scale)
     activation: str = "relu"  # relu | leaky_relu | tanh | elu
     batch_norm: bool | None = None  # null = the network's own default (off for MLPs, on for DCGAN)
     dropout: float = 0.0  # dropout after each hidden layer (a D technique)
@@ -46,6 +50,8 @@ class NetConfig:
     # D: PacGAN packing (Lin et al. 2018): this many samples are judged together as one; the batch
     # must be a multiple of it (the ctgan discriminator). 1 = off
     pac: int = 1
+    # text-cnn: each of SeqGAN's filter counts (12 window sizes) times this, rounded, at least 1
+    filter_scale: float = 1.0  # text-cnn: x SeqGAN's filter counts (1.0 = the paper's 1,720; 0.25 = 430)
 
 
 @dataclass
@@ -117,11 +123,14 @@ class TextConfig:
     rollouts: int = 16  # SeqGAN: Monte-Carlo rollouts per token for its reward
     rollout_update: float = 0.8  # SeqGAN: the rollout network keeps this share of its weights per G update
     baseline: str = "none"  # SeqGAN's policy gradient: none (the paper's) | mean (subtract the batch's mean reward)
-    # Gumbel-softmax temperature over the adversarial iterations: tau_start -> tau_end (RelGAN's
-    # exponential schedule: tau = tau_start * (tau_end / tau_start) ** progress), or constant / linear
+    # Gumbel-softmax temperature over the adversarial iterations, by RelGAN's schedules of beta = 1 / tau from
+    # 1 / tau_start to 1 / tau_end (objectives/text.py, tau_at): no (tau_end throughout), lin, exp (tau =
+    # tau_start * (tau_end / tau_start) ** (i / N)), log, sigmoid, quad, sqrt; or constant (tau_start throughout).
+    # N = the adversarial iterations of train.steps when the run starts; a resumed run keeps its N whatever its
+    # --steps (past N, tau stays tau_end)
     tau_start: float = 1.0
     tau_end: float = 0.01
-    tau_schedule: str = "exp"  # exp | linear | constant
+    tau_schedule: str = "exp"  # RelGAN's no | lin | exp | log | sigmoid | quad | sqrt (on 1/tau), or constant
     mle_weight: float = 0.0  # weight of an MLE term added to G's adversarial loss (0 = pure adversarial)
     # G's learning rate from the first adversarial iteration on (RelGAN pretrains at 1e-2 and plays
     # at 1e-4); 0 = optim_g.lr throughout (SeqGAN)
@@ -161,7 +170,9 @@ class DataConfig:
 
     name: str = "ring2d"
     options: dict[str, Any] = field(default_factory=dict)
-    path: str = ""  # your own file (a text corpus, one sentence a line): passed to the data set as options.path
+    # Your own file or folder (a text corpus, a table, an image folder, caption pairs): passed to the data
+    # set as its `path` option. The older spelling `data.options.path` is read as this, with a warning.
+    path: str = ""
 
 
 @dataclass
@@ -352,9 +363,27 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def _data_path_alias(data: dict[str, Any]) -> dict[str, Any]:
+    """``data.options.path``, the older spelling of ``data.path``, moved to ``data.path`` with a
+    FutureWarning (shown to users, unlike DeprecationWarning); both set to different files is an error."""
+    section = data.get("data")
+    options = section.get("options") if isinstance(section, dict) else None
+    if not isinstance(options, dict) or "path" not in options:
+        return data
+    options = dict(options)
+    old = options.pop("path")
+    old = os.fspath(old) if isinstance(old, os.PathLike) else old
+    new = section.get("path") or ""
+    if new and old and str(new) != str(old):
+        raise ConfigError(f"data.path ({new}) and data.options.path ({old}) name different files: "
+                          "set data.path only")
+    warnings.warn("data.options.path is deprecated: use data.path (the same value)", FutureWarning, stacklevel=3)
+    return {**data, "data": {**section, "options": options, "path": new or old}}
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     """Build a validated :class:`Config` from a (possibly partial) nested dict."""
-    cfg = _build(Config, merge(to_dict(Config()), data))
+    cfg = _build(Config, merge(to_dict(Config()), _data_path_alias(data)))
     validate(cfg)
     return cfg
 
@@ -379,7 +408,7 @@ RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "model.class_probs": _NON_NEGATIVE,
     "model.*.hidden": _POSITIVE_INT, "model.*.width": _POSITIVE_INT, "model.*.dropout": _FRACTION,
     "model.*.minibatch_discrimination": _NON_NEGATIVE, "model.*.fc": _NON_NEGATIVE,
-    "model.*.reference_batch": _NON_NEGATIVE, "model.*.pac": _POSITIVE_INT,
+    "model.*.reference_batch": _NON_NEGATIVE, "model.*.pac": _POSITIVE_INT, "model.*.filter_scale": _POSITIVE,
     "model.loss.weight_clip": _NON_NEGATIVE, "model.loss.gradient_penalty": _NON_NEGATIVE,
     "model.loss.r1": _NON_NEGATIVE, "model.loss.reg_interval": _POSITIVE_INT,
     "model.loss.began_gamma": _POSITIVE, "model.loss.began_lambda_k": _NON_NEGATIVE,
@@ -500,7 +529,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     # A deep copy: merge({}, data) would share the nested dicts and the overrides would edit the caller's.
     out = copy.deepcopy(data)
     # A new data set starts from its own defaults: the base's data options are dropped before any
-    # override is applied, so `--set data.options.path=DIR --set data.name=image-folder` works in either order.
+    # override is applied, so `--set data.path=DIR --set data.name=image-folder` works in either order.
     for text in overrides:
         key, value = parse_override(text)
         if key == "data.name" and value != (out.get("data") or {}).get("name"):

@@ -36,7 +36,7 @@ def table_data(path: str = "", discrete_columns: list[str] | None = None, condit
                workers: int | None = None, memory_limit: int | None = None, sample_rows: int = 100_000,
                chunk_rows: int = 20_000, buffer_chunks: int = 4, holdout: float = 0.1, **transformer: Any) -> Any:
     """A table file (CSV, TSV, Parquet; gzip allowed) as a data source for the tabular presets:
-    ``ganforge train tabular-ctgan --set data.options.path=FILE`` (``conditional: false`` for TVAE).
+    ``ganforge train tabular-ctgan --set data.path=FILE`` (``conditional: false`` for TVAE).
     ``transformer`` options go to :class:`~ganforge.tabular.TableTransformer`. Needs pandas.
 
     With ``stream: auto`` a file whose table would exceed ``memory_limit`` bytes in memory (default a
@@ -49,7 +49,7 @@ def table_data(path: str = "", discrete_columns: list[str] | None = None, condit
     from ganforge.data.streaming import TableStream, should_stream, table_memory_estimate
 
     if not path:
-        raise ConfigError("data 'table' needs options.path: a CSV, TSV or Parquet file")
+        raise ConfigError("data 'table' needs data.path: a CSV, TSV or Parquet file")
     if should_stream(stream, table_memory_estimate(path), memory_limit, "data 'table'"):
         return TableStream(path, discrete_columns, conditional, seed, delimiter, encoding, workers=workers,
                            sample_rows=sample_rows, chunk_rows=chunk_rows, buffer_chunks=buffer_chunks, **transformer)

@@ -91,10 +91,23 @@ def _sequence_generator(cell: str) -> GeneratorBuilder:
 register_generator("lstm", _sequence_generator("lstm"),
                    "text: an LSTM language model (width = embedding size, hidden = [state size] per layer)")
 register_generator("gru", _sequence_generator("gru"), "text: a GRU language model (as lstm)")
-register_discriminator("text-cnn", lambda cfg, spec, c=0: TextCNN(
-    _tokens(spec, "text-cnn").vocab_size, spec.shape[0], cfg.width, cfg.dropout,
-    cfg.hidden[0] / 100 if cfg.hidden else 1.0),
-    "text: SeqGAN's CNN over embeddings (width = embedding size; hidden[0]/100 scales its filter counts)")
+
+
+def _text_cnn(cfg: NetConfig, spec: DataSpec, c: int = 0) -> nn.Module:
+    spec = _tokens(spec, "text-cnn")
+    # text-cnn has no hidden layers. hidden at anything but its default would be ignored (it once scaled the
+    # filters by hidden[0] / 100, so a config written then means a size): refused, naming the option that is read.
+    # A resolved config.yaml holds the default too, so comparing with it passes every run written since.
+    if list(cfg.hidden) != NetConfig().hidden:
+        raise ConfigError(f"model.discriminator.hidden: text-cnn has no hidden layers (got {cfg.hidden}); size it "
+                          f"with model.discriminator.filter_scale (1.0 = SeqGAN's filter counts; hidden [N] once "
+                          f"meant filter_scale N/100) and leave hidden unset")
+    return TextCNN(spec.vocab_size, spec.shape[0], cfg.width, cfg.dropout, cfg.filter_scale)
+
+
+register_discriminator("text-cnn", _text_cnn,
+                       "text: SeqGAN's CNN over embeddings (width = embedding size; filter_scale multiplies its "
+                       "filter counts, 1.0 = the paper's)")
 register_discriminator("text-rnn", lambda cfg, spec, c=0: TextRNN(
     _tokens(spec, "text-rnn").vocab_size, cfg.width, cfg.hidden[0] if cfg.hidden else 64, "lstm", cfg.dropout),
     "text: an LSTM discriminator over embeddings (width = embedding size, hidden[0] = state size)")

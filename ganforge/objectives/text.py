@@ -13,13 +13,15 @@ parts of one objective, :class:`TextObjective`, whose phases are
     keep ``rollout_update`` of themselves at each G update), or
   * the Gumbel-softmax relaxation (Kusner and Hernandez-Lobato 2016, in RelGAN's form): G writes
     soft one-hots softmax((logits + Gumbel) / tau), D reads them, and the gradient flows through;
-    tau follows a schedule from ``tau_start`` to ``tau_end`` over the adversarial iterations.
+    tau follows one of RelGAN's schedules of the inverse temperature beta = 1 / tau, from
+    1 / ``tau_start`` to 1 / ``tau_end`` over the adversarial iterations (see :func:`tau_at`).
 
 The trainer runs these phases like any other objective's; nothing in it knows about text.
 """
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,17 +35,50 @@ from ganforge.objectives.losses import AdversarialLoss
 from ganforge.registry import ConfigError
 
 METHODS = ("mle", "seqgan", "gumbel")
-TAU_SCHEDULES = ("exp", "linear", "constant")
+# RelGAN's schedules (Nie et al. 2019, `get_fixed_temperature`), and `constant`: tau_start throughout.
+TAU_SCHEDULES = ("no", "lin", "exp", "log", "sigmoid", "quad", "sqrt", "constant")
 
 
-def tau_at(progress: float, start: float, end: float, schedule: str) -> float:
-    """The Gumbel-softmax temperature at ``progress`` in [0, 1] of the adversarial iterations."""
-    p = min(max(progress, 0.0), 1.0)
+def tau_at(i: int, span: int, start: float, end: float, schedule: str) -> float:
+    """The Gumbel-softmax temperature at adversarial iteration ``i`` (0 = the first) of a schedule over ``span``.
+
+    RelGAN's schedules act on the inverse temperature beta = 1 / tau, which rises from beta_0 = 1 / ``start``
+    to beta_max = 1 / ``end``; with ``start`` = 1 (RelGAN's beta_0) each is RelGAN's
+    ``get_fixed_temperature(beta_max, i, -, schedule)`` with its N = ``span``, formula for formula:
+
+    - ``no``: beta_max throughout (tau = ``end`` from the first iteration);
+    - ``lin``: beta_0 + (beta_max - beta_0) i / (N - 1);
+    - ``exp``: beta_0 (beta_max / beta_0) ** (i / N), i.e. tau = start (end / start) ** (i / N);
+    - ``log``: beta_0 + (beta_max - beta_0) log(i + 1) / log N;
+    - ``sigmoid``: beta_0 + (beta_max - beta_0) / (1 + exp((N / 2 - i) 20 / N));
+    - ``quad``: beta_0 + (beta_max - beta_0) i^2 / (N - 1)^2;
+    - ``sqrt``: beta_0 + (beta_max - beta_0) sqrt(i) / sqrt(N - 1);
+    - ``constant`` (not RelGAN's): tau = ``start`` throughout.
+
+    Before the first iteration every schedule but ``no`` is at its start; from iteration N on (a run extended past its
+    span) it holds its end, tau = ``end``.
+    """
     if schedule == "constant":
         return start
-    if schedule == "linear":
-        return start + (end - start) * p
-    return start * (end / start) ** p  # RelGAN's exponential schedule of the inverse temperature
+    if schedule not in TAU_SCHEDULES:
+        raise ConfigError(f"model.text.tau_schedule: unknown '{schedule}' (choices: {', '.join(TAU_SCHEDULES)})")
+    n = max(1, span)
+    if i >= n or schedule == "no":
+        return end
+    i = max(0, i)
+    b0, b1 = 1.0 / start, 1.0 / end
+    if schedule == "exp":
+        return start * (end / start) ** (i / n)  # = 1 / (b0 (b1 / b0) ** (i / n)), without the round trip
+    # The share of the way from b0 to b1; max(..., 1) and log(max(n, 2)) only matter for a one-step span,
+    # where i = 0 and every share is 0.
+    share = {
+        "lin": i / max(n - 1, 1),
+        "log": math.log(i + 1) / math.log(max(n, 2)),
+        "sigmoid": 1.0 / (1.0 + math.exp((n / 2 - i) * 20 / n)),
+        "quad": i ** 2 / max(n - 1, 1) ** 2,
+        "sqrt": math.sqrt(i) / math.sqrt(max(n - 1, 1)),
+    }[schedule]
+    return 1.0 / (b0 + (b1 - b0) * share)
 
 
 class Rollout:
@@ -118,7 +153,10 @@ class TextObjective:
     tau_end: float = 0.01
     tau_schedule: str = "exp"
     mle_weight: float = 0.0
-    total_steps: int = 0
+    # The adversarial iterations the temperature schedule spans (RelGAN's N). build_text_objective sets it from
+    # train.steps for a new run; it is saved in the checkpoint and a resumed run keeps it, whatever --steps it is
+    # given (a longer run holds tau_end past it), so tau at a step never depends on how the run was split.
+    tau_span: int = 1
 
     def __post_init__(self) -> None:
         self.probabilistic = self.criterion is not None and self.criterion.kind == "logit"
@@ -142,9 +180,9 @@ class TextObjective:
         return phases
 
     def tau(self, step: int) -> float:
-        """The Gumbel-softmax temperature at iteration ``step`` (its schedule spans the adversarial iterations)."""
-        span = max(1, self.total_steps - self.adversarial_start)
-        return tau_at((step - self.adversarial_start) / span, self.tau_start, self.tau_end, self.tau_schedule)
+        """The Gumbel-softmax temperature at iteration ``step`` (its schedule starts with the adversarial phases
+        and spans ``tau_span`` iterations)."""
+        return tau_at(step - self.adversarial_start, self.tau_span, self.tau_start, self.tau_end, self.tau_schedule)
 
     # -- losses ----------------------------------------------------------------------------------
 
@@ -226,12 +264,20 @@ class TextObjective:
             self.rollout.net.load_state_dict(game.G.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
-        """The rollout network's weights (a resumed SeqGAN run continues with the same rollout policy)."""
-        return {"rollout": self.rollout.state_dict()} if self.rollout is not None else {}
+        """The rollout network's weights (a resumed SeqGAN run continues with the same rollout policy) and the
+        temperature schedule's span (a resumed Gumbel-softmax run keeps its temperatures)."""
+        state: dict[str, Any] = {"tau_span": self.tau_span} if self.method == "gumbel" else {}
+        if self.rollout is not None:
+            state["rollout"] = self.rollout.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s entries (a checkpoint written before the span was saved keeps the span
+        this run was built with, as it was read then)."""
         if "rollout" in state and self.rollout is not None:
             self.rollout.load_state_dict(state["rollout"])
+        if "tau_span" in state and self.method == "gumbel":
+            self.tau_span = int(state["tau_span"])
 
 
 def build_text_objective(setup: Any, method: str) -> TextObjective:
@@ -247,6 +293,9 @@ def build_text_objective(setup: Any, method: str) -> TextObjective:
             raise ConfigError(f"model.text.{key} must be non-negative, got {getattr(tc, key)}")
     if tc.baseline not in ("none", "mean"):
         raise ConfigError(f"model.text.baseline: unknown '{tc.baseline}' (choices: none, mean)")
+    if tc.tau_schedule == "linear":  # the old name, linear in tau: refused rather than silently changed
+        raise ConfigError("model.text.tau_schedule: 'linear' (linear in tau) is gone; RelGAN's schedules act on "
+                          "beta = 1/tau: lin (linear in beta), or one of " + ", ".join(TAU_SCHEDULES))
     if tc.tau_schedule not in TAU_SCHEDULES:
         raise ConfigError(f"model.text.tau_schedule: unknown '{tc.tau_schedule}' (choices: {', '.join(TAU_SCHEDULES)})")
     if tc.tau_start <= 0 or tc.tau_end <= 0:
@@ -257,6 +306,9 @@ def build_text_objective(setup: Any, method: str) -> TextObjective:
         raise ConfigError(f"model.text: pretraining ({tc.pretrain_steps} + {tc.d_pretrain_steps} steps) leaves no "
                           f"adversarial step within train.steps={cfg.train.steps}")
     rollout = Rollout(setup.generator, tc.rollouts, tc.rollout_update) if method == "seqgan" else None
+    # The schedule spans the adversarial iterations of this config's train.steps; a resumed run replaces the
+    # span with its checkpoint's (load_state_dict), so `--resume --steps N` does not stretch it.
+    span = cfg.train.steps - tc.pretrain_steps - tc.d_pretrain_steps
     return TextObjective(method, LOSSES.get(cfg.model.loss.name), tc.pretrain_steps, tc.d_pretrain_steps,
                          cfg.train.d_steps, cfg.train.g_steps, rollout, tc.baseline, tc.tau_start, tc.tau_end,
-                         tc.tau_schedule, tc.mle_weight, cfg.train.steps)
+                         tc.tau_schedule, tc.mle_weight, span)

@@ -389,7 +389,8 @@ def _svg_hist(title: str, kind: str, real: Any, synth: Any) -> str:
 
 
 def table_path(config: dict[str, Any]) -> str:
-    """The table file a tabular run was trained on (``data.options.path``, else ``data.path``)."""
+    """The table file a tabular run was trained on (``data.options.path`` in run folders of older
+    versions, else ``data.path``)."""
     data = config.get("data") or {}
     opts = data.get("options") or {}
     return str(opts.get("path") or data.get("path") or "")

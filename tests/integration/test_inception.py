@@ -388,7 +388,7 @@ def test_offline_colour_run_skips_image_metrics_and_finishes(cache, colour_folde
     monkeypatch.setattr(inception, "download_file", counting_download)
     out = tmp_path / "run"
     cfg = load_config("mnist-dcgan-plain", [
-        "data.name=image-folder", f"data.options.path={colour_folder}", "train.steps=4", "train.batch_size=8",
+        "data.name=image-folder", f"data.path={colour_folder}", "train.steps=4", "train.batch_size=8",
         "model.generator.width=8", "model.discriminator.width=8", "train.eval_every=2", "train.sample_every=0",
         "train.checkpoint_every=0", "train.log_every=1", "train.tensorboard=false", "train.progress=false",
         "eval.n=32", "eval.extractor=auto", "eval.best=fid"])

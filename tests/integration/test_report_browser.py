@@ -109,7 +109,7 @@ def test_hostile_strings_show_as_text_and_never_run(browser, tmp_path):
 
     csv = tmp_path / "t.csv"
     pd.DataFrame({HOSTILE: [i % 3 for i in range(40)], "x": [float(i) for i in range(40)]}).to_csv(csv, index=False)
-    assert main(["train", "tabular-ctgan", "--steps", "2", "--set", f"data.options.path={csv}", "--set",
+    assert main(["train", "tabular-ctgan", "--steps", "2", "--set", f"data.path={csv}", "--set",
                  "train.batch_size=20", "--set", "train.tensorboard=false", "--out", str(tmp_path / "tab"),
                  "--no-progress"]) == 0
     page, requests = _open(browser, write_report([tmp_path / "tab"]))

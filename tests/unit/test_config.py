@@ -1,7 +1,13 @@
 """Typed configs: presets, validation of keys and types, --set overrides, merging onto defaults."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import warnings
+
 import pytest
+import yaml
 
 from ganforge.config import (
     Config,
@@ -178,3 +184,32 @@ def test_overrides_merge_onto_a_preset_without_losing_siblings():
     assert steps != 9
     assert merged["train"]["batch_size"] == batch
     assert data["train"]["steps"] == steps  # the input dict is not modified
+
+
+def test_data_options_path_is_read_as_data_path_with_a_warning(tmp_path):
+    """``data.path`` is the spelling; the older ``data.options.path`` still works, says so, and the
+    resolved config (what a run folder's config.yaml holds) has the chosen spelling only."""
+    corpus = str(tmp_path / "corpus.txt")
+    with pytest.warns(FutureWarning, match=r"data\.options\.path is deprecated: use data\.path"):
+        cfg = load_config("coco-mle", [f"data.options.path={corpus}"])
+    assert cfg.data.path == corpus and "path" not in cfg.data.options
+    with pytest.warns(FutureWarning, match="deprecated"):
+        api = from_dict({"data": {"name": "text", "options": {"path": tmp_path / "corpus.txt", "max_len": 5}}})
+    assert api.data.path == corpus and api.data.options == {"max_len": 5}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the chosen spelling warns about nothing
+        assert load_config("coco-mle", [f"data.path={corpus}"]).data.path == corpus
+    with pytest.raises(ConfigError, match="different files: set data.path only"):
+        load_config("coco-mle", [f"data.path={corpus}", "data.options.path=other.txt"])
+
+
+def test_the_command_line_shows_the_deprecation_as_one_warning_line(tmp_path):
+    corpus = str(tmp_path / "corpus.txt")
+    p = subprocess.run([sys.executable, "-m", "ganforge", "train", "coco-mle", "--set", f"data.options.path={corpus}",
+                        "--print-config"], capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"})
+    assert p.returncode == 0, p.stderr
+    warning = "ganforge: warning: data.options.path is deprecated: use data.path (the same value)"
+    assert p.stderr.splitlines() == [warning]
+    resolved = yaml.safe_load(p.stdout)["data"]
+    assert resolved["path"] == corpus and "path" not in resolved["options"]

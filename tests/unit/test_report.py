@@ -210,7 +210,7 @@ def table_run(tmp_path_factory):
     csv = d / "t.csv"
     csv.write_text("age,city,<b>x</b>\n" + "".join(f"{20 + i % 50},{['Paris', 'Lyon'][i % 2]},{i % 3}\n"
                                                     for i in range(60)))
-    rc = main(["train", "tabular-ctgan", "--steps", "4", "--set", f"data.options.path={csv}",
+    rc = main(["train", "tabular-ctgan", "--steps", "4", "--set", f"data.path={csv}",
                "--set", "train.batch_size=20", "--set", "train.tensorboard=false", "--out", str(d / "run"),
                "--no-progress"])
     assert rc == 0
