@@ -1,8 +1,11 @@
 """Captioned images as a data source for text-to-image GANs, and the caption transform.
 
-The source pretrains the caption encoder on its training captions (a matching objective against
-the images, :func:`ganforge.nn.caption.pretrain_matching`), freezes it, and embeds every caption
-once. A real batch is ``x`` (images), ``c`` (the embedding of one of each image's captions, drawn
+The source builds the vocabulary and the token ids of its training captions; the caption encoder
+(pretrained on them with a matching objective against the images,
+:func:`ganforge.nn.caption.pretrain_matching`) is fitted above the data layer, once per data, and
+handed to the source (:meth:`CaptionedImageData.use_encoder`;
+:func:`ganforge.training.caption_encoder.fit_caption_encoder` does both), which then embeds every
+caption once. A real batch is ``x`` (images), ``c`` (the embedding of one of each image's captions, drawn
 afresh every time) and ``c_wrong`` (a caption of another image, for GAN-CLS's mismatched pairs);
 G's conditions are training captions drawn at random (``fake_conditions``). Conditions are the
 unit embeddings times sqrt(dim), so their entries have unit variance like the noise beside them.
@@ -25,14 +28,7 @@ from ganforge.data.captions import CaptionSet
 from ganforge.data.spec import DataSpec
 from ganforge.data.tensor import EpochSampler
 from ganforge.data.transform import register_transform
-from ganforge.nn.caption import (
-    CaptionsByImage,
-    ImageEncoder,
-    MatchingConfig,
-    SentenceEncoder,
-    encode_batches,
-    pretrain_matching,
-)
+from ganforge.nn.caption import CaptionsByImage, ImageEncoder, MatchingConfig, SentenceEncoder, encode_batches
 from ganforge.registry import ConfigError
 
 POOL = 2000  # training captions kept in the generator file: what `sample` draws when given no caption
@@ -45,7 +41,8 @@ def normalize_caption(text: str) -> str:
     return "".join(ch if ch.isalnum() else " " for ch in text.lower())
 
 
-def _prefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+def prefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The entries of ``tensors`` under ``prefix`` (``text/``, ``vision/``), with the prefix cut."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
@@ -132,12 +129,12 @@ class CaptionTransform:
         from ganforge.data.text import Vocabulary
 
         text = SentenceEncoder(**config["text"])
-        text.load_state_dict(_prefixed("text/", tensors))
+        text.load_state_dict(prefixed("text/", tensors))
         vision = None
         if config.get("vision"):
             shape = config["image_shape"]
             vision = ImageEncoder(shape[0], shape[1], text.dim)
-            vision.load_state_dict(_prefixed("vision/", tensors))
+            vision.load_state_dict(prefixed("vision/", tensors))
         for m in (text, vision):
             if m is not None:
                 m.eval().requires_grad_(False)
@@ -152,7 +149,9 @@ class CaptionedImageData:
     """Images with captions as a data source (see the module docstring).
 
     ``train`` is the training set; ``eval_sets`` the evaluation splits by name (``test``,
-    ``heldout_phrasings``, ``heldout_combos`` for the built-in data sets), kept for the metrics.
+    ``heldout_phrasings``, ``heldout_combos`` for the built-in data sets), kept for the metrics;
+    ``encoder`` the caption encoder's settings (``data.options.encoder``). The source trains no
+    network: batches need the fitted encoder, given by :meth:`use_encoder`.
     """
 
     def __init__(self, train: CaptionSet, eval_sets: dict[str, CaptionSet] | None = None,
@@ -165,24 +164,46 @@ class CaptionedImageData:
         self.x = train.images.float().contiguous()
         self.image_of = train.image_of.long()
         self.schema, self.attributes, self.mentions = train.schema, train.attributes, train.mentions
-        cfg = MatchingConfig.from_options(encoder)
+        self.encoder_config = MatchingConfig.from_options(encoder)
         texts = [normalize_caption(t) for t in train.texts]
-        vocab = Vocabulary.build(texts, lowercase=True)
-        tokens = vocab.transform(texts)
-        vocab.max_len = tokens.shape[1] + 8  # room for longer captions at sampling time (cut beyond)
-        self.tokens = torch.nn.functional.pad(tokens, (0, 8), value=vocab.pad)
+        self.vocab = Vocabulary.build(texts, lowercase=True)
+        tokens = self.vocab.transform(texts)
+        self.vocab.max_len = tokens.shape[1] + 8  # room for longer captions at sampling time (cut beyond)
+        self.tokens = torch.nn.functional.pad(tokens, (0, 8), value=self.vocab.pad)
         if progress is None:  # a bar on a terminal only (not in logs, tests or --no-progress pipelines)
             progress = sys.stderr.isatty()
-        text, vision, self.matching = pretrain_matching(self.x, self.tokens, self.image_of, len(vocab), cfg,
-                                                        progress=progress)
-        pool_idx = torch.randperm(len(train.texts), generator=torch.Generator().manual_seed(cfg.seed))[:POOL]
-        self.transform = CaptionTransform(vocab, text, vision, [train.texts[i] for i in pool_idx.tolist()],
-                                          tuple(self.x.shape[1:]))
-        self.c = self.transform.embed(self.tokens) * self.transform.scale  # every caption's condition, once
+        self.progress = progress  # for the encoder's pretraining
+        self.transform: CaptionTransform | None = None
+        self.c: Tensor | None = None
+        self.matching: dict[str, Any] = {}
         # Captions grouped by image (a CaptionSet gives every image one at least): a real batch
         # draws one of each image's captions.
         self._grouped = CaptionsByImage(self.image_of, len(self.x))
         self.sampler = EpochSampler(len(self.x))
+
+    @property
+    def has_encoder(self) -> bool:
+        """Whether the caption encoder has been given (:meth:`use_encoder`)."""
+        return self.transform is not None
+
+    def use_encoder(self, text: SentenceEncoder, vision: ImageEncoder | None, matching: dict[str, Any]) -> None:
+        """Condition on these frozen encoders (fitted on this data, see the module docstring):
+        every caption is embedded once; ``matching`` holds their pretraining statistics."""
+        if text.vocab_size != len(self.vocab) or text.dim != self.encoder_config.dim:
+            raise ConfigError(f"{self.name}: a caption encoder of {text.vocab_size} words and width {text.dim} "
+                              f"does not fit this data's ({len(self.vocab)} words, width {self.encoder_config.dim})")
+        pool_idx = torch.randperm(len(self.train.texts),
+                                  generator=torch.Generator().manual_seed(self.encoder_config.seed))[:POOL]
+        self.transform = CaptionTransform(self.vocab, text, vision, [self.train.texts[i] for i in pool_idx.tolist()],
+                                          tuple(self.x.shape[1:]))
+        self.matching = dict(matching)
+        self.c = self.transform.embed(self.tokens) * self.transform.scale  # every caption's condition, once
+
+    def _conditions(self) -> Tensor:
+        if self.c is None:
+            raise ConfigError(f"{self.name}: no caption encoder yet: train() fits one, or call "
+                              "ganforge.training.caption_encoder.fit_caption_encoder(data)")
+        return self.c
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -190,7 +211,7 @@ class CaptionedImageData:
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(self.shape, condition_dim=self.c.shape[1], extra={"captions": True})
+        return DataSpec(self.shape, condition_dim=self.encoder_config.dim, extra={"captions": True})
 
     def __len__(self) -> int:
         return len(self.x)
@@ -198,7 +219,7 @@ class CaptionedImageData:
     def _wrong(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
         """A caption that does not describe each image: another image's, redrawn (a few rounds) while
         it is the image's own or, where attributes are known, consistent with the image."""
-        caps = torch.randint(len(self.c), (len(images),), generator=generator)
+        caps = torch.randint(len(self.tokens), (len(images),), generator=generator)
         for _ in range(8):
             bad = self.image_of[caps] == images
             if self.attributes is not None and self.mentions is not None:
@@ -206,18 +227,19 @@ class CaptionedImageData:
                 bad |= ((m < 0) | (m == a)).all(1)
             if not bool(bad.any()):
                 break
-            caps = torch.where(bad, torch.randint(len(self.c), (len(images),), generator=generator), caps)
+            caps = torch.where(bad, torch.randint(len(self.tokens), (len(images),), generator=generator), caps)
         return caps
 
     def batch(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Images ``x``, a caption's condition ``c`` for each, and a mismatched one ``c_wrong``."""
+        c = self._conditions()
         idx = self.sampler.indices(n, generator)
-        return {"x": self.x[idx], "c": self.c[self._grouped.draw(idx, generator)],
-                "c_wrong": self.c[self._wrong(idx, generator)]}
+        return {"x": self.x[idx], "c": c[self._grouped.draw(idx, generator)], "c_wrong": c[self._wrong(idx, generator)]}
 
     def fake_conditions(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Conditions for G's samples: training captions drawn uniformly."""
-        return {"c": self.c[torch.randint(len(self.c), (n,), generator=generator)]}
+        c = self._conditions()
+        return {"c": c[torch.randint(len(c), (n,), generator=generator)]}
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return self.batch(n, generator)["x"]
@@ -225,25 +247,31 @@ class CaptionedImageData:
     def state_dict(self) -> dict[str, Any]:
         # The frozen encoders travel with the checkpoint: a resumed run conditions on the embedding
         # it was trained with even where pretraining again would not give the same bits (another
-        # thread count or torch build).
-        return {"sampler": self.sampler.state_dict(), "encoder": self.transform.tensors()}
+        # thread count or torch build), and needs no pretraining to get it.
+        t = self.transform
+        return {"sampler": self.sampler.state_dict(), "encoder": t.tensors() if t is not None else {},
+                "matching": dict(self.matching)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state.get("sampler", state))  # (checkpoints before the encoders were kept)
         saved = state.get("encoder")
         if saved:
             t = self.transform
+            if t is None:
+                raise ConfigError(f"{self.name}: no caption encoder to load the checkpoint's into "
+                                  "(fit_caption_encoder(data, EncoderCache(checkpoint=...)) takes it from there)")
             try:
-                t.text.load_state_dict(_prefixed("text/", saved))
+                t.text.load_state_dict(prefixed("text/", saved))
                 if t.vision is not None:
-                    t.vision.load_state_dict(_prefixed("vision/", saved))
+                    t.vision.load_state_dict(prefixed("vision/", saved))
             except RuntimeError as e:
                 raise ConfigError("--resume: the checkpoint's caption encoder does not fit this data's "
                                   f"(data.options changed?): {str(e).splitlines()[0]}") from None
             self.c = t.embed(self.tokens) * t.scale
+            self.matching = dict(state.get("matching") or self.matching)
 
     def summary(self) -> dict[str, Any]:
-        return {"images": len(self.x), "captions": len(self.c), "vocabulary": len(self.transform.vocab),
+        return {"images": len(self.x), "captions": len(self.tokens), "vocabulary": len(self.vocab),
                 **self.matching, "eval_sets": {k: len(v) for k, v in self.eval_sets.items()}}
 
 

@@ -18,17 +18,16 @@ classifier trained on the real training images (:class:`~ganforge.metrics.t2i.At
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ganforge.data.captions import CaptionSet
+from ganforge.fitcache import fingerprint as data_fingerprint
+from ganforge.fitcache import load_fitted, save_fitted
 from ganforge.generator import GeneratorArtifact, sample
-from ganforge.io import atomic_write
 from ganforge.metrics.t2i import (
     AttributeNet,
     attribute_accuracy,
@@ -48,37 +47,26 @@ SPLITS = ("test", "heldout_phrasings", "heldout_combos")
 def fingerprint(train: CaptionSet, steps: int, seed: int) -> str:
     """What an attribute classifier was trained on: the data's size, schema and a hash of its
     images and attributes, and the training settings (a cached classifier must match it)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    h.update(train.images.numpy().tobytes())
     assert train.attributes is not None
-    h.update(train.attributes.numpy().tobytes())
-    h.update(json.dumps({"schema": train.schema, "steps": steps, "seed": seed}, sort_keys=True).encode())
-    return h.hexdigest()
+    return data_fingerprint([train.images, train.attributes], {"schema": train.schema, "steps": steps, "seed": seed})
 
 
 def save_attribute_net(net: AttributeNet, path: str | Path, data: str = "") -> None:
     """The classifier as safetensors with its config (and the data fingerprint) in the metadata."""
-    tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
-    meta = {"config": json.dumps(net.config()), "data": data}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    save_fitted(path, net.state_dict(), net.config(), data)
 
 
 def load_attribute_net(path: str | Path, data: str | None = None) -> AttributeNet | None:
     """A saved classifier (None when ``data`` is given and the file was trained on other data);
     loading unpickles nothing, and a file that is not one is a one-line error."""
-    from safetensors import safe_open
-
+    found = load_fitted(path, data, "an attribute classifier")
+    if found is None:
+        return None
+    config, tensors = found
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        config = json.loads(meta["config"])
-        if data is not None and meta.get("data") != data:
-            return None
         net = AttributeNet.from_config(config)
-        net.load_state_dict(load_file(str(path)))
-    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        net.load_state_dict(tensors)
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise ConfigError(f"{path} is not an attribute classifier file ({type(e).__name__}: {e})") from None
     return net.eval()
 

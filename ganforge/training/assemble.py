@@ -18,6 +18,7 @@ from ganforge.nn import WithHead, build_discriminator, feature_dim
 from ganforge.objectives import OBJECTIVES, Setup, objective_name
 from ganforge.objectives.auxiliary import build_head, check_mode
 from ganforge.registry import ConfigError
+from ganforge.training.caption_encoder import EncoderCache, fit_caption_encoder, needs_caption_encoder
 from ganforge.training.trainer import GANParts
 
 
@@ -122,9 +123,12 @@ def add_head(d: nn.Module, cfg: Config, spec: DataSpec, mode: str) -> nn.Module:
 
 
 def assemble(cfg: Config, data: Any = None, generator: nn.Module | None = None,
-             discriminator: nn.Module | None = None) -> GANParts:
-    """Build every part named in ``cfg``; user modules replace the named networks."""
+             discriminator: nn.Module | None = None, encoders: EncoderCache | None = None) -> GANParts:
+    """Build every part named in ``cfg``; user modules replace the named networks. Captioned data
+    gets its caption encoder here, from ``encoders`` (a run's cache and checkpoint) or fitted once."""
     source = as_data_source(data, cfg)
+    if needs_caption_encoder(source):
+        fit_caption_encoder(source, encoders)
     if cfg.model.self_condition:
         source = self_condition(cfg, source)
     spec: DataSpec = source.spec

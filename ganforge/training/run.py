@@ -45,6 +45,8 @@ from ganforge.training.callbacks import (
     SetLR,
     TrainingDiverged,
 )
+from ganforge.training.caption_encoder import CACHE_FILE as CAPTION_ENCODER
+from ganforge.training.caption_encoder import EncoderCache
 from ganforge.training.checkpoint import ModuleOrigin, check_origin, load_state, model_mismatch
 from ganforge.training.distributed import SINGLE, World, barrier, broadcast, device_for, gather, local_batch
 from ganforge.training.image_eval import ImageMetrics
@@ -265,7 +267,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         raise ConfigError(problem)
     tc = cfg.train
     torch.manual_seed(tc.seed)  # the same initial weights in every process
-    parts = assemble(cfg, data, generator, discriminator)
+    # Captioned data: its caption encoder is kept in the run folder and in checkpoints; rank 0 finds or fits it once.
+    encoders = EncoderCache(out_path / CAPTION_ENCODER if out_path is not None and writer else None, state, world)
+    parts = assemble(cfg, data, generator, discriminator, encoders)
     if resume and out_path is not None:
         # Weights of another model are refused before the logger opens any file in the run.
         problem = modules_mismatch(out_path / CHECKPOINT, state, parts) if writer else None
@@ -360,26 +364,27 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
             atomic_write_text(out_path / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     # set_flush_denormal returns False where the CPU cannot (then nothing changes).
     ftz = tc.flush_denormal and torch.set_flush_denormal(True)
-    try:
-        trainer.fit()
-    finally:
-        logger.close()
-        if ftz:
-            torch.set_flush_denormal(False)
-    if trainer.interrupted is not None:
-        if files is not None:
-            atomic_write_text(files / "summary.json", json.dumps(
-                {"preset": cfg.preset, "steps": trainer.step_num, "status": "interrupted",
-                 "signal": trainer.interrupted, "wall_seconds": round(time.perf_counter() - t0, 2)}
-                | provenance(), indent=2))
-        # No process leaves before rank 0 has written: torchrun ends the others once one exits.
-        barrier(world)
-        # The command line can continue the run only when its config says everything: the data is
-        # the config's and the modules are built from it. Otherwise the caller fills in its own way.
-        own_data = data is None or (isinstance(data, str) and data == cfg.data.name)
-        rebuilt = own_data and generator is None and discriminator is None and out_path is not None
-        command = shlex.join(["ganforge", "train", "--resume", str(out_path)]) if rebuilt else None
-        raise Interrupted(trainer.interrupted, trainer.step_num, out_path, command)
+    with trainer.stopping_on_signals():  # until every process has left: see stopping_on_signals
+        try:
+            trainer.fit()
+        finally:
+            logger.close()
+            if ftz:
+                torch.set_flush_denormal(False)
+        if trainer.interrupted is not None:
+            if files is not None:
+                atomic_write_text(files / "summary.json", json.dumps(
+                    {"preset": cfg.preset, "steps": trainer.step_num, "status": "interrupted",
+                     "signal": trainer.interrupted, "wall_seconds": round(time.perf_counter() - t0, 2)}
+                    | provenance(), indent=2))
+            # No process leaves before rank 0 has written: torchrun ends the others once one exits.
+            barrier(world)
+            # The command line can continue the run only when its config says everything: the data is
+            # the config's and the modules are built from it. Otherwise the caller fills in its own way.
+            own_data = data is None or (isinstance(data, str) and data == cfg.data.name)
+            rebuilt = own_data and generator is None and discriminator is None and out_path is not None
+            command = shlex.join(["ganforge", "train", "--resume", str(out_path)]) if rebuilt else None
+            raise Interrupted(trainer.interrupted, trainer.step_num, out_path, command)
     fired = final_checks.fired if final_checks is not None else []
     summary: dict[str, Any] = {"preset": cfg.preset, "steps": trainer.step_num,
                                "status": run_status(trainer.stop_reason, fired)}

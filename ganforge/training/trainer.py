@@ -251,7 +251,7 @@ class Trainer:
         self.precision.choose(self)
         if self.precision.note:
             self._emit("on_note", self.precision.note)
-        with _stop_on_signals(self):
+        with self.stopping_on_signals():
             while self.step_num < total and not self.halted() and self.interrupted is None:
                 self.want_stats = any(getattr(cb, "wants_stats", lambda t: False)(self) for cb in self.callbacks)
                 out = self.step()
@@ -354,6 +354,15 @@ class Trainer:
         for key, cb in self._callback_keys():
             if key in saved and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(saved[key])
+
+    def stopping_on_signals(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which the first SIGINT or SIGTERM asks this trainer to stop (see ``fit``).
+
+        ``fit`` holds it; a caller that has work to do after an interrupt (a checkpoint gather, a
+        barrier) holds it around both, so that a signal landing late on one process of a run (a
+        preemption reaching the nodes at different moments) is caught there too, instead of killing
+        that process while the others wait for it in a collective."""
+        return _stop_on_signals(self)
 
 
 @contextlib.contextmanager

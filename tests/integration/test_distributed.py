@@ -7,6 +7,7 @@ layout, so the two runs see the same samples and noise, and their weights must a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -158,11 +159,14 @@ def _train_records(run: Path) -> list[int]:
             if line.endswith("}") and '"d_loss"' in line]
 
 
-@pytest.mark.parametrize("targets", [(1,), (0, 1)], ids=["one-rank", "both-at-different-steps"])
-def test_sigterm_to_some_ranks_stops_all_at_one_step_with_one_checkpoint(tmp_path, targets):
+@pytest.mark.parametrize(("targets", "late"), [((1,), False), ((0, 1), False), ((0, 1), True)],
+                         ids=["one-rank", "both-at-different-steps", "the-other-after-the-checkpoint"])
+def test_sigterm_to_some_ranks_stops_all_at_one_step_with_one_checkpoint(tmp_path, targets, late):
     # A preemption reaches the processes of a run at different moments (or only one of them): they must
     # agree to stop at the same step, else one waits in the checkpoint's gather while another waits in
-    # the next step's all-reduce, until the collective timeout, with no checkpoint written.
+    # the next step's all-reduce, until the collective timeout, with no checkpoint written. ``late``:
+    # the second signal lands once the checkpoint is written, while the other process waits in the
+    # barrier before the exit (a process killed there leaves rank 0's barrier with a reset connection).
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_port()), "-m", "ganforge", "train", "ring2d", "--out", str(out),
@@ -170,21 +174,37 @@ def test_sigterm_to_some_ranks_stops_all_at_one_step_with_one_checkpoint(tmp_pat
            "--set", "train.eval_every=0", "--set", "train.sample_every=0", *SMALL]
     p = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
+    ranks: dict[int, int] = {}
+    err: str | None = None
     try:
         deadline = time.monotonic() + 90
         while not _train_records(out) and time.monotonic() < deadline and p.poll() is None:
             time.sleep(0.05)
         ranks = _workers(p.pid)
         assert sorted(ranks) == [0, 1], f"torchrun's workers not found: {ranks}"
+        ckpt = out / "checkpoints" / "last.safetensors"
         for i, rank in enumerate(targets):
-            if i:
+            if i and late:
+                deadline = time.monotonic() + 30
+                while not ckpt.exists() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            elif i:
                 time.sleep(0.02)  # the second signal lands a step or so later
-            os.kill(ranks[rank], signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # (late: it may have left already)
+                os.kill(ranks[rank], signal.SIGTERM)
         _, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
     finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)  # a hang: end it, and the assertion below says so
+        if p.poll() is None or err is None:
+            # A hang: end torchrun and its workers (they run in sessions of their own and hold its pipes).
+            for pid in ranks.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
+    assert err is not None, "the processes hung after the signal (none stopped within 60 s)"
     # torchrun reports its workers' exit as a failure: 143 from a worker that stopped on the signal,
     # or -15 (SIGTERM) from one that torchrun ended itself after the first one left.
     assert p.returncode == 1, err[-2000:]

@@ -211,7 +211,9 @@ def test_mode_drop_warning() -> None:
     w = logger.warnings[-1]
     assert w["step"] == 400 and "7" in w["message"] and "5" in w["message"] and "8" in w["message"]
     assert health.best_modes == 7  # the best is remembered, not the last
-    assert health.state_dict() == {"best_modes": 7}
+    state = health.state_dict()  # what a resume needs to go on warning the same way
+    assert state["best_modes"] == 7 and state["warned"] == ["mode_drop"]
+    assert state["last_modes"] == {"modes_captured": 5, "modes_total": 8}
 
 
 def test_mode_drop_state_survives_a_resume() -> None:

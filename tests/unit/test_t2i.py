@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import warnings
 
 import pytest
@@ -10,15 +12,17 @@ import torch.nn.functional as F
 
 from ganforge.cli import main
 from ganforge.config import load_config
-from ganforge.data.captioned import CaptionedImageData, normalize_caption
+from ganforge.data.captioned import CaptionedImageData, caption_splits, normalize_caption
 from ganforge.data.captions import shapes_splits
 from ganforge.generator import load
+from ganforge.metrics.captioned import load_attribute_net
+from ganforge.metrics.t2i import caption_consistency, predict_attributes
 from ganforge.objectives.adversarial import AdversarialObjective
 from ganforge.objectives.auxiliary import CaptionInterpolation, DataCondition
 from ganforge.objectives.losses import LOSSES
 from ganforge.registry import ConfigError
 from ganforge.training.assemble import assemble
-from ganforge.training.run import train
+from ganforge.training.run import load_run_config, train
 
 SMALL = ["--set", "data.options.n_train=240", "--set", "data.options.n_test=150",
          "--set", "data.options.encoder.steps=40", "--set", "eval.classifier_steps=40",
@@ -39,7 +43,11 @@ def small_cfg(preset: str = "shapes-t2i", steps: int = 6, **train: int):
 def data() -> CaptionedImageData:
     splits = shapes_splits(240, 150, 5, 32, 0)
     train_set = splits.pop("train")
-    return CaptionedImageData(train_set, splits, {"steps": 60}, progress=False)
+    from ganforge.training.caption_encoder import fit_caption_encoder
+
+    source = CaptionedImageData(train_set, splits, {"steps": 60}, progress=False)
+    assert fit_caption_encoder(source) == "fitted"  # the data source trains nothing itself
+    return source
 
 
 def test_matching_pretraining_learns_and_batches_carry_captions(data):
@@ -136,10 +144,30 @@ def test_run_sample_and_eval_end_to_end(tmp_path, capsys):
     assert main(["train", "shapes-t2i", "--out", str(run), "--steps", "12", *SMALL,
                  "--set", "train.eval_every=6", "--set", "train.sample_every=6"]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    for key in ("consistency_test", "consistency_heldout_phrasings", "consistency_heldout_combos", "r_precision",
-                "fid_classifier"):
-        assert 0 <= summary[key] and key in summary
-    assert summary["captions"]["test"]["consistency_real"] > summary["consistency_test"] - 1  # present, a number
+    test = summary["captions"]["test"]
+    for key in ("consistency_test", "consistency_heldout_phrasings", "consistency_heldout_combos", "r_precision"):
+        assert 0 <= summary[key] <= 1, key  # fractions
+    assert math.isfinite(summary["fid_classifier"]) and summary["fid_classifier"] >= 0
+    # The baseline, measured here: the real test images, each with another image's caption (a
+    # generator that ignores its captions but draws perfect images), read by the run's classifier.
+    cfg = load_run_config(run)
+    _, sets = caption_splits(cfg.data.name, dict(cfg.data.options), cfg.data.path)
+    net = load_attribute_net(run / "attribute_net.safetensors")
+    cs = sets["test"]
+    other = cs.image_of[torch.randperm(len(cs), generator=torch.Generator().manual_seed(0))]
+    ignoring = caption_consistency(predict_attributes(net, cs.images[other])[0], cs.mentions, cs.schema)["overall"]
+    assert 0.1 < ignoring < 0.45  # about 1/K per stated attribute (measured 0.26)
+    # Real images of their own captions: well above that (measured 0.80 after 40 classifier steps),
+    # and so is their R-precision above chance (1 in 100; measured 0.43).
+    assert test["consistency_real"] > ignoring + 0.3
+    assert test["r_precision_real"] > 0.2
+    # G after 12 steps has not learnt the captions yet: it scores as the caption-ignoring baseline
+    # (measured 0.267 against 0.262), well below the real images, R-precision near chance, and its
+    # FID far above that of two halves of the real test set (measured 527 against 52).
+    assert abs(summary["consistency_test"] - ignoring) < 0.12
+    assert summary["consistency_test"] < test["consistency_real"] - 0.3
+    assert summary["r_precision"] < 0.1
+    assert summary["fid_classifier"] > 2 * test["fid_real_half"]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert sum("eval/consistency_test" in r for r in log) == 2  # steps 6 and 12
     assert (run / "captions.png").is_file() and (run / "attribute_net.safetensors").is_file()
@@ -197,12 +225,91 @@ def test_same_noise_keeps_style_across_captions(tmp_path):
         loaded.sample(2, captions="a red circle")
 
 
-def test_resume_is_exact(tmp_path):
+def count_fits(monkeypatch) -> list[int]:
+    """Count the caption encoder's pretraining runs, wherever the package imported the function."""
+    from ganforge.nn import caption
+
+    real, calls = caption.pretrain_matching, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("ganforge") and getattr(module, "pretrain_matching", None) is real:
+            monkeypatch.setattr(module, "pretrain_matching", counted)
+    return calls
+
+
+def encoder_tensors(source) -> dict[str, torch.Tensor]:
+    return source.transform.tensors()
+
+
+def test_resume_is_exact_and_fits_no_caption_encoder(tmp_path, monkeypatch):
+    from ganforge.training.checkpoint import load_state, save_state
+
+    fits = count_fits(monkeypatch)
     straight = train(small_cfg(steps=8, checkpoint_every=4, eval_every=0), out=tmp_path / "a")
-    train(small_cfg(steps=4, checkpoint_every=4, eval_every=0), out=tmp_path / "b")
+    first = train(small_cfg(steps=4, checkpoint_every=4, eval_every=0), out=tmp_path / "b")
+    assert len(fits) == 2  # once per new run
+    fitted = encoder_tensors(first.parts.data)
     resumed = train(small_cfg(steps=8, checkpoint_every=4, eval_every=0), out=tmp_path / "b", resume=True)
+    assert len(fits) == 2, "the resume fitted the caption encoder again"
     for k, v in straight.parts.generator.state_dict().items():
         assert torch.equal(v, resumed.parts.generator.state_dict()[k]), k
+    again = encoder_tensors(resumed.parts.data)
+    assert again.keys() == fitted.keys() and all(torch.equal(again[k], fitted[k]) for k in fitted)
+    assert resumed.summary["captions"]["encoder"]["matching_loss"] == first.parts.data.matching["matching_loss"]
+    # A run written before the encoder was cached: the checkpoint's copy is used, not refitted.
+    (tmp_path / "b" / "caption_encoder.safetensors").unlink()
+    resumed = train(small_cfg(steps=10, checkpoint_every=4, eval_every=0), out=tmp_path / "b", resume=True)
+    assert len(fits) == 2
+    again = encoder_tensors(resumed.parts.data)
+    assert all(torch.equal(again[k], fitted[k]) for k in fitted)
+    # A checkpoint written before the encoders were kept (its data state is the sampler's alone) still
+    # resumes: the encoder is fitted once more (the same seeded computation) and cached.
+    ckpt = tmp_path / "b" / "checkpoints" / "last.safetensors"
+    state = load_state(ckpt)
+    state["data"] = state["data"]["sampler"]
+    save_state(ckpt, state)
+    assert not (tmp_path / "b" / "caption_encoder.safetensors").exists()  # a checkpoint's copy is not cached
+    resumed = train(small_cfg(steps=12, checkpoint_every=4, eval_every=0), out=tmp_path / "b", resume=True)
+    assert len(fits) == 3 and resumed.trainer.step_num == 12
+    assert (tmp_path / "b" / "caption_encoder.safetensors").is_file()
+
+
+def test_one_process_fits_the_caption_encoder_the_others_receive_it(tmp_path, monkeypatch):
+    from ganforge.training import caption_encoder
+    from ganforge.training.caption_encoder import EncoderCache, fit_caption_encoder
+    from ganforge.training.distributed import World
+
+    fits = count_fits(monkeypatch)
+    sent: list = []
+
+    def broadcast(obj, world):  # rank 0's object on every rank, as torch.distributed would give it
+        if world.rank == 0:
+            sent.append(obj)
+        return sent[-1]
+
+    monkeypatch.setattr(caption_encoder, "broadcast", broadcast)
+    train_set = shapes_splits(40, 10, 2, 32, 0)["train"]
+
+    def source(**encoder):
+        return CaptionedImageData(train_set, {}, {"steps": 3, **encoder}, progress=False)
+
+    cache = tmp_path / "caption_encoder.safetensors"
+    rank0, rank1 = source(), source()
+    assert fit_caption_encoder(rank0, EncoderCache(cache, None, World(rank=0, size=2))) == "fitted"
+    assert fit_caption_encoder(rank1, EncoderCache(None, None, World(rank=1, size=2))) == "fitted"  # rank 0's
+    assert len(fits) == 1 and torch.equal(rank0.c, rank1.c)
+    # Another process on the same data and settings loads the cache; other settings fit their own.
+    later = source()
+    assert fit_caption_encoder(later, EncoderCache(cache)) == "cache" and len(fits) == 1
+    assert torch.equal(later.c, rank0.c)
+    assert fit_caption_encoder(source(seed=1), EncoderCache(cache)) == "fitted" and len(fits) == 2
+    # The data source trains nothing itself: without an encoder it has no batches.
+    with pytest.raises(ConfigError, match="no caption encoder yet"):
+        source().batch(4)
 
 
 def test_mnist_t2i_trains_and_scores_its_captions(tmp_path):
