@@ -15,47 +15,80 @@ class EpochSampler:
     batch larger than the data draws with replacement). Its position is state, so a resumed run
     draws the same batches as an uninterrupted one.
 
-    In a multi-process run each process samples its own shard (:meth:`set_shard`): every
-    ``count``-th index from ``index``, so the processes' batches never overlap within an epoch.
+    In a run of several processes, or of several micro-batches per step, the data is cut into one
+    shard per micro-batch of the global batch (:meth:`set_shard`): shard ``s`` of ``C`` holds every
+    ``C``-th index from ``s``. A process samples its micro-batch ``k`` (its *lane*, chosen with
+    :attr:`lane`) from shard ``index * lanes + k``, so the shards never overlap within an epoch and
+    N processes draw exactly what one process drawing N micro-batches draws.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.shard = (0, 1)
-        self._members: Tensor | None = None  # the shard's indices (None: all)
-        self._perm: Tensor | None = None
-        self._pos = 0
+        self.shard = (0, 1)  # (this process, processes)
+        self.lanes = 1  # micro-batches per process
+        self.lane = 0  # the micro-batch being drawn
+        self._members: list[Tensor | None] = [None]  # each lane's shard's indices (None: all)
+        self._perm: list[Tensor | None] = [None]
+        self._pos = [0]
 
-    def set_shard(self, index: int, count: int) -> None:
-        """Sample only indices ``index, index + count, ...`` (at least one each: a data set smaller
-        than the number of processes shares its samples)."""
-        if not 0 <= index < count:
-            raise ValueError(f"shard {index} of {count}")
-        self.shard = (index, count)
-        members = torch.arange(index % self.size if self.size < count else index, self.size, count)
-        self._members = None if count == 1 else members
-        self._perm, self._pos = None, 0
+    @property
+    def shards(self) -> list[int]:
+        """The global shard index of each lane."""
+        index, _ = self.shard
+        return [index * self.lanes + k for k in range(self.lanes)]
+
+    def set_shard(self, index: int, count: int, lanes: int = 1) -> None:
+        """Process ``index`` of ``count``, drawing ``lanes`` micro-batches per step: lane ``k`` samples
+        only the indices ``s, s + C, ...`` with ``s = index * lanes + k`` and ``C = count * lanes`` (at
+        least one each: a data set smaller than the number of shards shares its samples)."""
+        if not 0 <= index < count or lanes < 1:
+            raise ValueError(f"shard {index} of {count} with {lanes} lanes")
+        self.shard, self.lanes, self.lane = (index, count), lanes, 0
+        total = count * lanes
+        self._members = [None if total == 1 else
+                         torch.arange(s % self.size if self.size < total else s, self.size, total)
+                         for s in self.shards]
+        self._perm, self._pos = [None] * lanes, [0] * lanes
 
     def indices(self, n: int, generator: torch.Generator | None) -> Tensor:
-        size = self.size if self._members is None else len(self._members)
+        k = self.lane
+        members = self._members[k]
+        size = self.size if members is None else len(members)
         if n > size:
             idx = torch.randint(size, (n,), generator=generator)
         else:
-            if self._perm is None or self._pos + n > len(self._perm):
-                self._perm = torch.randperm(size, generator=generator)
-                self._pos = 0
-            idx = self._perm[self._pos:self._pos + n]
-            self._pos += n
-        return idx if self._members is None else self._members[idx]
+            perm = self._perm[k]
+            if perm is None or self._pos[k] + n > len(perm):
+                perm = self._perm[k] = torch.randperm(size, generator=generator)
+                self._pos[k] = 0
+            idx = perm[self._pos[k]:self._pos[k] + n]
+            self._pos[k] += n
+        return idx if members is None else members[idx]
+
+    def lane_states(self) -> list[dict[str, Any]]:
+        """Each lane's position (its shard's permutation and the next index in it)."""
+        return [{"perm": perm, "pos": pos} for perm, pos in zip(self._perm, self._pos, strict=True)]
+
+    def load_lane(self, k: int, state: dict[str, Any]) -> None:
+        """Continue lane ``k`` from a position of :meth:`lane_states` (of the same shard)."""
+        self._perm[k], self._pos[k] = state.get("perm"), int(state.get("pos", 0))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"perm": self._perm, "pos": self._pos, "shard": list(self.shard)}
+        # Keyed by global shard, so a run resumed with another layout of the same number of shards
+        # continues each shard this process holds.
+        return {"shards": self.shards, "total": self.shard[1] * self.lanes,
+                "perms": list(self._perm), "pos": list(self._pos)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if tuple(state.get("shard", (0, 1))) != self.shard:
-            self._perm, self._pos = None, 0  # another layout of processes: a fresh epoch of this shard
-            return
-        self._perm, self._pos = state.get("perm"), int(state.get("pos", 0))
+        if "perms" not in state:  # a checkpoint of one shard per process (before lanes)
+            index, count = state.get("shard", (0, 1))
+            state = {"shards": [index], "total": count, "perms": [state.get("perm")], "pos": [state.get("pos", 0)]}
+        saved = dict(zip(state["shards"], zip(state["perms"], state["pos"], strict=True), strict=True)) \
+            if int(state["total"]) == self.shard[1] * self.lanes else {}
+        for k, s in enumerate(self.shards):
+            # A shard the checkpoint holds continues; another starts a fresh epoch of its own.
+            perm, pos = saved.get(s, (None, 0))
+            self._perm[k], self._pos[k] = perm, int(pos)
 
 
 class TensorData:

@@ -24,14 +24,16 @@ HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GPU_DATA_SHARE = 0.25
 
 
-def shard_data(data: Any, index: int, count: int, seed: int = 0) -> None:
-    """Give this process its own disjoint part of the data (sources with an epoch sampler, or
-    their own ``set_shard``); sources that draw fresh samples need nothing (each process draws
-    from its own random stream)."""
-    if hasattr(data, "set_shard"):
+def shard_data(data: Any, index: int, count: int, seed: int = 0, lanes: int = 1) -> None:
+    """Give process ``index`` of ``count`` its own disjoint part of the data. An epoch sampler is
+    cut into one shard per micro-batch (``lanes`` per process), so N processes draw what one
+    process with N micro-batches draws; a streaming source (its own ``set_shard``) is cut per
+    process. Sources that draw fresh samples need nothing (each micro-batch draws from its own
+    random stream)."""
+    if isinstance(getattr(data, "sampler", None), EpochSampler):
+        data.sampler.set_shard(index, count, lanes)
+    elif hasattr(data, "set_shard") and count > 1:
         data.set_shard(index, count, seed)
-    elif isinstance(getattr(data, "sampler", None), EpochSampler):
-        data.sampler.set_shard(index, count)
 
 
 def place_data(data: Any, device: torch.device) -> None:
@@ -53,6 +55,9 @@ class Game:
         self.device, self.batch_size, self.total_steps = device, batch_size, total_steps
         self.autocast, self.channels_last, self.world = autocast, channels_last, world
         self.step = 0  # the iteration being computed (completed iterations so far)
+        # The data's epoch sampler, if it has one: each micro-batch draws from its own shard of it.
+        self.sampler: EpochSampler | None = data.sampler if isinstance(getattr(data, "sampler", None),
+                                                                       EpochSampler) else None
         self.micro = 0  # the micro-batch being computed (gradient accumulation)
         # On a GPU, G's noise is drawn there, from a generator of its own seeded from the
         # trainer's, so no host-to-device copy sits in the step. ``noise_device`` is where those
@@ -61,6 +66,17 @@ class Game:
         self.noise_device: torch.device | None = device if device.type == "cuda" else None
         self._device_rngs: dict[int, torch.Generator] = {}
         place_data(data, device)
+
+    @property
+    def micro(self) -> int:
+        """The micro-batch being computed (gradient accumulation); it picks the data shard it draws from."""
+        return self._micro
+
+    @micro.setter
+    def micro(self, k: int) -> None:
+        self._micro = k
+        if self.sampler is not None and k < self.sampler.lanes:
+            self.sampler.lane = k
 
     def amp(self) -> torch.autocast:
         """Half-precision autocast for forward passes when configured (losses are computed in float32)."""

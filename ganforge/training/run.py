@@ -53,7 +53,7 @@ from ganforge.training.image_eval import ImageMetrics
 from ganforge.training.t2i_eval import CaptionMetrics, caption_pictures
 from ganforge.training.table_eval import table_metrics
 from ganforge.training.text_eval import TextMetrics, write_samples
-from ganforge.training.trainer import RANK_SEED_STRIDE, GANParts, Trainer
+from ganforge.training.trainer import GANParts, Trainer
 
 CHECKPOINT = "checkpoints/last.safetensors"
 BEST = "checkpoints/best.safetensors"  # the best generator by eval.best (a generator file, like the final one)
@@ -276,8 +276,6 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, data
         problem = next((p for p in gather(problem, world) if p is not None), None)
         if problem is not None:
             raise ConfigError(problem)
-    if world.rank:
-        torch.manual_seed(tc.seed + RANK_SEED_STRIDE * world.rank)  # its own dropout masks
     files = out_path if writer else None  # where this process writes (nowhere, except on rank 0)
     logger = Logger(files / "log.jsonl" if files else None, tc.log_every, tc.progress and writer,
                     files / "tensorboard" if (files and tc.tensorboard) else None)

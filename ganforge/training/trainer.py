@@ -92,6 +92,13 @@ class Trainer:
         self.rngs = [torch.Generator(device="cpu").manual_seed(cfg.seed + 1 + RANK_SEED_STRIDE * s)
                      for s in self.shards]
         self.rng = self.rngs[0]
+        # torch's global RNG (dropout masks, Gumbel noise inside the networks) runs one stream per
+        # shard too: shard 0 goes on from the weights' initialisation, shard s > 0 is seeded
+        # seed + s * stride; with several micro-batches the trainer swaps them around each one.
+        self.torch_rngs = [torch.get_rng_state() if s == 0 else
+                           torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * s).get_state()
+                           for s in self.shards]
+        torch.set_rng_state(self.torch_rngs[0])
         self.step_num = 0  # completed iterations
         self.want_stats = False  # callbacks set this when they need gradient norms this step
         self.stop_reason: str | None = None  # training diverged (NaN, a health stop)
@@ -113,8 +120,8 @@ class Trainer:
             for m in (self.G, self.D):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
-        if self.world.distributed:
-            shard_data(parts.data, self.rank, self.world.size, cfg.seed)
+        if self.world.distributed or self.accumulate > 1:
+            shard_data(parts.data, self.rank, self.world.size, cfg.seed, lanes=self.accumulate)
         self.precision = Precision(cfg.autocast, self.device)
         g_net, d_net = (maybe_compile(m, cfg.compile) if m is not None else None for m in (self.G, self.D))
         self.nets = {"g": replicate(g_net, self.world, self.device, cfg.sync_batchnorm),
@@ -141,6 +148,8 @@ class Trainer:
         try:
             for k, rng in enumerate(self.rngs):
                 self.game.rng, self.game.micro = rng, k
+                if parts > 1:
+                    torch.set_rng_state(self.torch_rngs[k])
                 # Gradients are reduced across processes once, in the last micro-batch's backward.
                 with no_sync(*frozen_nets, *([player] if k < parts - 1 else [])):
                     loss, logs = self.objective.loss(phase, self.game)
@@ -150,10 +159,14 @@ class Trainer:
                         loss = loss + participation(self.params[phase.player])
                     self.precision.backward(phase.player, loss / parts if parts > 1 else loss)
                 micro.append(logs)
+                if parts > 1:
+                    self.torch_rngs[k] = torch.get_rng_state()
         finally:
             for p in frozen:
                 p.requires_grad_(True)
             self.game.rng, self.game.micro = self.rngs[0], 0
+            if parts > 1:
+                torch.set_rng_state(self.torch_rngs[0])
         for p in self._unreached.get(phase.name, ()):
             # The zero gradient of participation only kept DDP from waiting: a parameter the loss
             # does not reach keeps no gradient, so the optimizer leaves it alone, as in one process.
@@ -282,10 +295,13 @@ class Trainer:
 
     def _process_state(self) -> dict[str, Any]:
         """What differs between processes: their random streams and their data position."""
-        state: dict[str, Any] = {"rngs": [g.get_state() for g in self.rngs], "torch_rng": torch.get_rng_state(),
+        torch_rngs = [torch.get_rng_state(), *self.torch_rngs[1:]]  # lane 0's stream is the global one now
+        state: dict[str, Any] = {"rngs": [g.get_state() for g in self.rngs], "torch_rngs": torch_rngs,
                                  "noise_rngs": self.game.noise_states(self.rngs)}
         if hasattr(self.parts.data, "state_dict"):
             state["data"] = self.parts.data.state_dict()
+        if self.game.sampler is not None:
+            state["samples"] = self.game.sampler.lane_states()
         return state
 
     def state_dict(self) -> dict[str, Any]:
@@ -299,13 +315,18 @@ class Trainer:
             "generator": self.G.state_dict(),
             "opt_g": self.parts.opt_g.state_dict(),
             "rng": mine["rngs"][0],
-            "torch_rng": mine["torch_rng"],
+            "torch_rng": mine["torch_rngs"][0],
             # Every shard's stream in shard order, and the other processes' states: a run resumed
             # with another number of processes (or micro-batches) picks up the streams it has.
             "shard_rngs": [g for p in procs for g in p["rngs"]],
             # The GPU noise generator of each shard (None on the CPU, or before its first draw).
             "shard_noise_rngs": [g for p in procs for g in p["noise_rngs"]],
-            "processes": [{k: v for k, v in p.items() if k not in ("rngs", "noise_rngs")} for p in procs[1:]],
+            # torch's global stream of each shard (dropout masks, Gumbel noise in the networks).
+            "shard_torch_rngs": [g for p in procs for g in p["torch_rngs"]],
+            # The epoch sampler's position in each shard's permutation (data held in memory).
+            **({"shard_samples": [g for p in procs for g in p["samples"]]} if "samples" in mine else {}),
+            "processes": [{k: v for k, v in p.items() if k not in ("rngs", "noise_rngs", "torch_rngs", "samples")}
+                          for p in procs[1:]],
             "layout": {"processes": self.world.size, "accumulate": self.accumulate},
         }
         if self.D is not None:
@@ -338,14 +359,28 @@ class Trainer:
         else:
             others = state.get("processes", [])
             mine = others[self.rank - 1] if self.rank - 1 < len(others) else None
-        if mine is not None:
-            torch.set_rng_state(mine["torch_rng"])
+        # (Checkpoints before per-shard global streams kept one per process, as ``torch_rng``.)
+        globals_ = state.get("shard_torch_rngs") or [state["torch_rng"]]
+        for k, s in enumerate(self.shards):
+            if s < len(globals_):
+                self.torch_rngs[k] = globals_[s]
+            elif k == 0 and mine is not None and "torch_rng" in mine:
+                self.torch_rngs[k] = mine["torch_rng"]
+        torch.set_rng_state(self.torch_rngs[0])
         if self.D is not None:
             self.D.load_state_dict(state["discriminator"])
             assert self.parts.opt_d is not None
             self.parts.opt_d.load_state_dict(state["opt_d"])
         if mine is not None and "data" in mine and hasattr(self.parts.data, "load_state_dict"):
             self.parts.data.load_state_dict(mine["data"])
+        layout = state.get("layout", {})
+        saved_shards = int(layout.get("processes", 1)) * int(layout.get("accumulate", 1))
+        samples = state.get("shard_samples")
+        if self.game.sampler is not None and samples and saved_shards == self.accumulate * self.world.size:
+            # The same cut of the data into shards: every shard continues where it was, whichever
+            # process (or micro-batch) held it, so a resume across layouts draws the same samples.
+            for k, s in enumerate(self.shards):
+                self.game.sampler.load_lane(k, samples[s])
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(state["objective"])
         if "precision" in state:

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import subprocess
 import sys
 import threading
 from functools import partial
 from pathlib import Path
+
+import torch
+
+from ganforge.training.checkpoint import load_state
 
 REPO = Path(__file__).resolve().parents[2]
 # One thread per process: runs are bitwise reproducible and several can share two cores.
@@ -61,3 +66,47 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node 2 ARGS`` on this machine (a free port for the rendezvous)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def one(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``ganforge ARGS`` in one process."""
+    return subprocess.run([sys.executable, "-m", "ganforge", *args], env=ENV, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    """The generator's and discriminator's weights in a run's last checkpoint."""
+    state = load_state(run / "checkpoints" / "last.safetensors")
+    return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in state.get(net, {}).items()}
+
+
+# Batch norm's running statistics differ between the layouts by construction: one process updates
+# them once per micro-batch, while DDP broadcasts rank 0's before every forward pass.
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def assert_same(a: Path, b: Path, atol: float = 1e-6, running_stats: bool = True) -> None:
+    """The two runs' last checkpoints hold the same weights (up to ``atol``); without
+    ``running_stats``, batch norm's running statistics are left out."""
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    keys = [k for k in wa if running_stats or not k.endswith(RUNNING_STATS)]
+    worst = max((wa[k].double() - wb[k].double()).abs().max().item() for k in keys)
+    assert worst <= atol, f"weights differ by up to {worst:.3g}"
+
+
+def ok(p: subprocess.CompletedProcess) -> None:
+    assert p.returncode == 0, p.stderr[-3000:]

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from procs import ENV, REPO
+from procs import ENV, REPO, assert_same, free_port, ok, one, torchrun
 
 from ganforge.training.checkpoint import load_state
 
@@ -28,40 +27,6 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
 
 SMALL = ["--set", "model.generator.hidden=[32,32]", "--set", "model.discriminator.hidden=[32,32]",
          "--set", "train.batch_size=64", "--set", "train.eval_samples=500", "--no-progress"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node 2 ARGS`` on this machine (a free port for the rendezvous)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_port()), *args]
-    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-
-
-def one(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ganforge", *args], env=ENV, capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    state = load_state(run / "checkpoints" / "last.safetensors")
-    return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in state[net].items()}
-
-
-def assert_same(a: Path, b: Path, atol: float = 1e-6) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    worst = max((wa[k] - wb[k]).abs().max().item() for k in wa)
-    assert worst <= atol, f"weights differ by up to {worst:.3g}"
-
-
-def ok(p: subprocess.CompletedProcess) -> None:
-    assert p.returncode == 0, p.stderr[-3000:]
 
 
 @pytest.mark.parametrize("preset, extra", [
@@ -169,7 +134,7 @@ def test_sigterm_to_some_ranks_stops_all_at_one_step_with_one_checkpoint(tmp_pat
     # barrier before the exit (a process killed there leaves rank 0's barrier with a reset connection).
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_port()), "-m", "ganforge", "train", "ring2d", "--out", str(out),
+           "--master_port", str(free_port()), "-m", "ganforge", "train", "ring2d", "--out", str(out),
            "--steps", "100000", "--set", "train.log_every=5", "--set", "train.checkpoint_every=0",
            "--set", "train.eval_every=0", "--set", "train.sample_every=0", *SMALL]
     p = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -109,10 +109,44 @@ def test_epoch_sampler_shards_are_disjoint_and_cover_the_data():
     assert set().union(*seen) == set(range(10)) and sum(map(len, seen)) == 10
     s = EpochSampler(10)
     s.set_shard(1, 2)
+    s.indices(2, g)
     state = s.state_dict()
-    other = EpochSampler(10)  # another layout: a fresh epoch instead of another shard's permutation
+    other = EpochSampler(10)  # another number of shards: a fresh epoch instead of another shard's permutation
+    other.set_shard(0, 3)
     other.load_state_dict(state)
-    assert other._perm is None
+    assert other._perm == [None]
+
+
+def test_lanes_of_one_process_draw_what_processes_draw():
+    """Process r of 2 and lane r of one process with 2 micro-batches sample the same shard, in the same order."""
+    draws = {}
+    for layout in ("processes", "lanes"):
+        gens = [torch.Generator().manual_seed(10 + r) for r in range(2)]
+        samplers = [EpochSampler(10) for _ in range(2)] if layout == "processes" else [EpochSampler(10)] * 2
+        if layout == "processes":
+            for r, s in enumerate(samplers):
+                s.set_shard(r, 2)
+        else:
+            samplers[0].set_shard(0, 1, lanes=2)
+        out = []
+        for _ in range(4):  # past an epoch of each shard (5 samples)
+            for r in range(2):
+                samplers[r].lane = 0 if layout == "processes" else r
+                out.append(samplers[r].indices(2, gens[r]).tolist())
+        draws[layout] = out
+    assert draws["processes"] == draws["lanes"]
+    assert set(sum(draws["lanes"][:2], [])) <= set(range(10)) and {i % 2 for i in draws["lanes"][1]} == {1}
+    # A checkpoint of the two-lane process resumes in two processes shard by shard.
+    one = EpochSampler(10)
+    one.set_shard(0, 1, lanes=2)
+    g = torch.Generator().manual_seed(0)
+    for k in range(2):
+        one.lane = k
+        one.indices(3, g)
+    two = EpochSampler(10)
+    two.set_shard(1, 2)
+    two.load_state_dict(one.state_dict())
+    assert two._pos == [3] and torch.equal(two._perm[0], one._perm[1])
 
 
 def test_participation_reaches_every_parameter_with_a_zero_gradient():
