@@ -40,7 +40,7 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m ruff check ganforge tests benchmarks
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadgroup --durations=15 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loop.py

@@ -109,7 +109,7 @@ def stage_fit(args: argparse.Namespace, work: Path) -> None:
 
 
 def stage_score(args: argparse.Namespace, work: Path) -> None:
-    from ganforge.tabular.metrics import evaluate_table
+    from ganforge.metrics.table import evaluate_table
 
     train, test, discrete = load_split()
     fits = [json.loads(line) for line in (work / "fits.jsonl").read_text().splitlines() if line]

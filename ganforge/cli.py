@@ -121,131 +121,32 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+SAMPLE_FLAGS = {"label": "--label", "caption": "--caption", "temperature": "--temperature"}
+EVAL_FLAGS = {"curve": "--curve", "temperature": "--temperature", "fast": "--fast", "metrics": "--metrics",
+              "reference": "--reference", "extractor": "--extractor"}
 
+
+def _cmd_sample(args: argparse.Namespace) -> int:
     from ganforge.generator import load
-    from ganforge.io import atomic_write
+    from ganforge.kinds import check_flags, kind_of_generator, load_plugins
 
     if args.n <= 0:
         raise ConfigError("--n must be positive")
+    load_plugins(_run_plugins(Path(args.run)))
     gen = load(args.run)
-    if gen.spec.is_text:  # text: sentences, one a line
-        return _sample_text(gen, args)
-    if args.temperature is not None:
-        raise ConfigError("--temperature applies to text generators")
-    if args.caption:
-        return _sample_captions(gen, args)
-    x = gen.sample(args.n, seed=args.seed, label=args.label)
-    if not isinstance(x, torch.Tensor):
-        raise ConfigError("this generator returns data that is not a tensor; use the Python API to save it")
-    out = Path(args.out)
-    if out.suffix == ".npz":
-        atomic_write(out, lambda tmp: np.savez(open(tmp, "wb"), samples=x.numpy()))
-    elif out.suffix == ".csv":
-        atomic_write(out, lambda tmp: np.savetxt(tmp, x.flatten(1).numpy(), delimiter=","))
-    elif x.dim() == 4 and out.suffix in ("", ".png"):
-        from ganforge.report.plots import save_image_grid, save_images
-        if out.suffix == ".png":
-            save_image_grid(x, out, nrow=max(1, int(round(args.n ** 0.5))))
-        else:
-            save_images(x, out)
-    elif out.suffix == ".png":
-        from ganforge.report.plots import plot_samples_1d, plot_samples_2d
-        if x.dim() == 2 and x.shape[1] == 2:
-            plot_samples_2d(x, None, out, f"{args.n} samples")
-        elif x.dim() == 2 and x.shape[1] == 1:
-            plot_samples_1d(x, None, out, f"{args.n} samples")
-        else:
-            raise ConfigError(f"cannot plot samples of shape {tuple(x.shape[1:])} as PNG; use .npz")
-    else:
-        raise ConfigError(f"--out must end in .npz, .csv or .png (or be a folder, for images), got '{out}'")
-    print(json.dumps({"n": args.n, "out": str(out)}))
+    kind = kind_of_generator(gen)
+    check_flags(kind, args, SAMPLE_FLAGS, "sample")
+    print(json.dumps(kind.sample(gen, args)))
     return 0
 
 
-def _sample_captions(gen: Any, args: argparse.Namespace) -> int:
-    """Text to image: ``--n`` images per caption; with several captions, column i has the same noise in every row."""
-    import numpy as np
+def _run_plugins(run: Path) -> list[str]:
+    """The plug-ins a run folder's config lists (none for a bare generator file)."""
+    if not (run / "config.yaml").is_file():
+        return []
+    from ganforge.training.run import load_run_config
 
-    from ganforge.io import atomic_write
-    from ganforge.report.pictures import caption_grid
-    from ganforge.report.plots import save_image_grid, save_images
-
-    if args.label is not None:
-        raise ConfigError("--label and --caption: a text-to-image generator takes captions, not labels")
-    caps = list(args.caption)
-    x = gen.sample(args.n, seed=args.seed, captions=caps, same_noise=len(caps) > 1)
-    out = Path(args.out)
-    if out.suffix == ".png":
-        if len(caps) == 1:
-            save_image_grid(x, out, nrow=max(1, int(round(args.n ** 0.5))))
-        else:
-            caption_grid(x, caps, out)
-    elif out.suffix == ".npz":
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, samples=x.numpy(), captions=np.array(caps).repeat(args.n))
-
-        atomic_write(out, write)
-    elif out.suffix == "":  # a PNG per image and captions.jsonl saying which caption each shows
-        from ganforge.io import atomic_write_text
-
-        save_images(x, out)
-        rows = [json.dumps({"image": f"{i:06d}.png", "caption": caps[i // args.n]}, ensure_ascii=False)
-                for i in range(len(x))]
-        atomic_write_text(out / "captions.jsonl", "\n".join(rows) + "\n")
-    else:
-        raise ConfigError(f"--out must end in .png (a grid) or .npz, or be a folder, got '{out}'")
-    print(json.dumps({"n": len(x), "captions": caps, "out": str(out)}))
-    return 0
-
-
-def _sample_text(gen: Any, args: argparse.Namespace) -> int:
-    from ganforge.training.text_eval import write_samples
-
-    out = Path(args.out)
-    if out.suffix != ".txt":
-        raise ConfigError(f"--out: a text generator writes sentences to a .txt file, got '{out}'")
-    if args.label is not None:
-        raise ConfigError("--label: this text generator is not conditional")
-    write_samples(gen, out, args.n, args.seed, args.temperature)
-    print(json.dumps({"n": args.n, "out": str(out), "temperature": args.temperature or 1.0}))
-    return 0
-
-
-def _text_eval(cfg: Any, gen: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Text metrics of a run (``--curve``: over softmax temperatures, with a plot beside the JSON)."""
-    from ganforge.data import build_dataset
-    from ganforge.metrics.text import CURVE_TEMPERATURES, evaluate_text, temperature_curve
-
-    temps: list[float] = []
-    if args.curve is not None:
-        try:
-            temps = [float(t) for t in args.curve.split(",")] if args.curve else list(CURVE_TEMPERATURES)
-        except ValueError:
-            temps = []
-        if not temps or not min(temps) > 0:
-            raise ConfigError(f"--curve: temperatures must be positive numbers, e.g. --curve 0.7,0.85,1.0 "
-                              f"(got '{args.curve}')")
-        if args.temperature is not None:
-            raise ConfigError("--curve sweeps the temperature; --temperature applies without it")
-    if args.n is not None and args.n < 2:
-        raise ConfigError("--n must be at least 2 (Self-BLEU compares sentences with each other)")
-    n = args.n or 10_000
-    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
-    if args.curve is None:
-        return evaluate_text(gen, data, n=n, fast=args.fast, temperature=args.temperature or 1.0)
-    if getattr(data, "oracle", None) is None and getattr(data, "test_tokens", None) is None:
-        raise ConfigError("--curve needs a test set to measure quality against: train with "
-                          "data.options.test_path=FILE (or use the oracle)")
-    show = None if args.no_progress else (lambda m: print(
-        f"temperature {m['temperature']}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()
-                                                       if isinstance(v, float) and k != "temperature"),
-        file=sys.stderr))
-    return {"curve": temperature_curve(gen, data, temps, n=n, fast=args.fast, progress=show),
-            "protocol": {"samples": n, "fast": args.fast, "temperatures": temps}}
+    return list(load_run_config(run).plugins)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -256,30 +157,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result: dict[str, Any]
     if (src / "config.yaml").is_file():
         from ganforge.generator import load
-        from ganforge.training.image_eval import resolve_reference
+        from ganforge.kinds import check_flags, kind_of_generator, load_plugins
         from ganforge.training.run import load_run_config
 
         cfg = load_run_config(src)
+        load_plugins(cfg.plugins)
         gen = load(src)
-        text = gen.spec.is_text
-        if (args.curve is not None or args.temperature is not None or args.fast) and not text:
-            raise ConfigError("--curve, --temperature and --fast apply to text runs")
-        if text:
-            result = _text_eval(cfg, gen, args)
-        elif hasattr(gen.transform, "encode"):  # text to image
-            result = _caption_eval(cfg, gen, src, args)
-        elif len(gen.meta["shape"]) != 3:  # toy data: the exact mode metrics
-            result = _toy_eval(cfg, gen, args.n)
-        else:
-            default = cfg.eval.metrics if "modes" in cfg.eval.metrics else DEFAULT_METRICS
-            reference = args.reference or resolve_reference(cfg)
-            if reference is None:
-                raise ConfigError(f"{src}: its data set '{cfg.data.name}' has no held-out split to compare with; "
-                                  "pass --reference (a folder, an .npz file or a data set spec such as mnist:heldout)")
-            result = evaluate(gen, reference=reference, metrics=args.metrics or list(default),
-                              n=args.n or cfg.eval.n, extractor=args.extractor or cfg.eval.extractor,
-                              progress=not args.no_progress)
-        out = Path(args.out) if args.out else src / "eval.json"
+        kind = kind_of_generator(gen)
+        check_flags(kind, args, EVAL_FLAGS, "eval")
+        out: Path | None = Path(args.out) if args.out else src / "eval.json"
+        result = kind.evaluate(cfg, gen, src, args, out)
     else:  # real images: a folder, an array file or a data set spec such as mnist:train5k
         result = evaluate(args.source, reference=args.reference or "mnist:heldout",
                           metrics=args.metrics or list(DEFAULT_METRICS), n=args.n,
@@ -287,39 +174,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else None
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2))
-        if "curve" in result:
-            from ganforge.report.plots import plot_text_curves
-
-            plot_text_curves({str(src.name): result["curve"]}, out.with_suffix(".png"))
     print(json.dumps(result))
     return 0
-
-
-def _caption_eval(cfg: Any, gen: Any, run: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Text-to-image metrics of a run, on its data's evaluation splits (the classifier kept in the run)."""
-    from ganforge.data.captioned import caption_splits
-    from ganforge.metrics.captioned import attribute_net_for, evaluate_captioned
-
-    if args.metrics or args.reference or args.extractor:
-        raise ConfigError("--metrics, --reference and --extractor do not apply to text-to-image runs "
-                          "(their metrics are fixed: consistency, R-precision, classifier FID, diversity)")
-    train, sets = caption_splits(cfg.data.name, dict(cfg.data.options), cfg.data.path)
-    net = attribute_net_for(train, run / "attribute_net.safetensors", steps=cfg.eval.classifier_steps,
-                            progress=not args.no_progress) if train.attributes is not None else None
-    return evaluate_captioned(gen, train, sets, net, n=args.n or cfg.eval.captions)
-
-
-def _toy_eval(cfg: Any, gen: Any, n: int | None) -> dict[str, Any]:
-    from ganforge.data import build_dataset
-    from ganforge.metrics.modes import mode_metrics
-
-    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.path)
-    if not hasattr(data, "modes"):
-        raise ConfigError(f"no evaluation for data set '{cfg.data.name}' (it has no known modes)")
-    x = gen.sample(n or cfg.train.eval_samples, seed=1234)
-    result: dict[str, Any] = mode_metrics(x, data.modes, float(data.stds.min()))
-    result["protocol"] = {"samples": len(x), "data": cfg.data.name, "threshold_std": 3.0}
-    return result
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -254,6 +254,8 @@ class Config:
     techniques: TechniquesConfig = field(default_factory=TechniquesConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    # `ganforge sample / eval / report` import them too, from the run's config (see ganforge.kinds).
+    plugins: list[str] = field(default_factory=list)  # modules imported first: plug-ins (data kinds, data sets)
 
 
 # --------------------------------------------------------------------------------------------

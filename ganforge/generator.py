@@ -23,11 +23,11 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ganforge.config import ModelConfig, from_dict, to_dict
-from ganforge.data.spec import DataSpec
 from ganforge.data.transform import OutputTransform, load_transform
 from ganforge.io import atomic_write, atomic_write_text
 from ganforge.nn import build_generator, module_device
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec
 from ganforge.tensorfile import one_line, read_tensor_file
 
 FORMAT = "ganforge-generator-2"
@@ -188,7 +188,7 @@ def sample_batches(module: nn.Module, prior: Prior, n: int, seed: int = 1234, ba
 def build_generator_module(model: ModelConfig, spec: DataSpec, in_dim: int) -> nn.Module:
     """The generator network a model config names (the VAE's decoder-with-encoder for ``family: vae``)."""
     if model.family == "vae":
-        from ganforge.baselines.vae import build_vae
+        from ganforge.nn.vae import build_vae
 
         return build_vae(model, spec)
     return build_generator(model.generator, spec, in_dim)
@@ -343,7 +343,7 @@ def load(path: str | Path, generator: nn.Module | None = None) -> GeneratorArtif
         try:
             t = meta["transform"]
             if t["kind"] == "tabular":
-                import ganforge.tabular.transformer  # noqa: F401  (registers the table transformer; needs pandas)
+                import ganforge.data.table_transform  # noqa: F401  (registers the table transformer; needs pandas)
             elif t["kind"] == "captions":
                 import ganforge.data.captioned  # noqa: F401  (registers the caption transform)
             transform = load_transform(t["kind"], t["config"], {k[len(_TRANSFORM_PREFIX):]: v

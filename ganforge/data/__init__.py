@@ -41,20 +41,21 @@ def table_data(path: str = "", discrete_columns: list[str] | None = None, condit
 
     With ``stream: auto`` a file whose table would exceed ``memory_limit`` bytes in memory (default a
     quarter of RAM; estimated from the file's size) is streamed in chunks
-    (:class:`~ganforge.data.streaming.TableStream`: ``workers``, ``sample_rows``, ``chunk_rows`` and
+    (:class:`~ganforge.data.table_stream.TableStream`: ``workers``, ``sample_rows``, ``chunk_rows`` and
     ``buffer_chunks`` are its options); ``stream: true`` / ``false`` force either.
 
     A seeded ``holdout`` share of the rows (10%; tables of 50 rows or more, held in memory) is kept out
     of training as ``heldout``: what the run's synthetic rows are scored against at the end."""
-    from ganforge.data.streaming import TableStream, should_stream, table_memory_estimate
+    from ganforge.data.streaming import should_stream, table_memory_estimate
+    from ganforge.data.table_stream import TableStream
 
     if not path:
         raise ConfigError("data 'table' needs data.path: a CSV, TSV or Parquet file")
     if should_stream(stream, table_memory_estimate(path), memory_limit, "data 'table'"):
         return TableStream(path, discrete_columns, conditional, seed, delimiter, encoding, workers=workers,
                            sample_rows=sample_rows, chunk_rows=chunk_rows, buffer_chunks=buffer_chunks, **transformer)
-    from ganforge.tabular.data import table_source
-    from ganforge.tabular.io import read_table
+    from ganforge.data.table import table_source
+    from ganforge.data.table_io import read_table
 
     if not 0 <= holdout < 1:
         raise ConfigError(f"data.options.holdout must be a fraction in [0, 1), got {holdout!r}")
@@ -78,12 +79,6 @@ register_dataset("table", table_data, "a table file (options: path, discrete_col
                  "workers, memory_limit)")
 
 
-def _oracle(**options: Any) -> Any:
-    from ganforge.data.oracle import oracle_data
-
-    return oracle_data(**options)
-
-
 def _captions(path: str = "", test_path: str = "", **options: Any) -> Any:
     """MS-COCO captions; with ``data.path``, your own corpus in their place (same model and metrics)."""
     if path:
@@ -99,8 +94,6 @@ register_dataset("text", text_data, "your own corpus, one sentence a line (optio
                  "max_vocab, min_count, max_len, lowercase); set data.path")
 register_dataset("coco-captions", _captions, "MS-COCO captions in the Texygen split (train / test files); "
                  "data.path = your own corpus instead")
-register_dataset("oracle", _oracle, "SeqGAN's synthetic oracle: a random LSTM's sentences "
-                 "(vocabulary 5,000, length 20)")
 
 
 

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 
 from ganforge.data.captions import CaptionSet
-from ganforge.data.spec import DataSpec
 from ganforge.data.tensor import EpochSampler
 from ganforge.data.transform import register_transform
 from ganforge.nn.caption import CaptionsByImage, ImageEncoder, MatchingConfig, SentenceEncoder, encode_batches
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec
 
 POOL = 2000  # training captions kept in the generator file: what `sample` draws when given no caption
 
@@ -126,7 +126,7 @@ class CaptionTransform:
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> CaptionTransform:
-        from ganforge.data.text import Vocabulary
+        from ganforge.data.vocab import Vocabulary
 
         text = SentenceEncoder(**config["text"])
         text.load_state_dict(prefixed("text/", tensors))
@@ -156,7 +156,7 @@ class CaptionedImageData:
 
     def __init__(self, train: CaptionSet, eval_sets: dict[str, CaptionSet] | None = None,
                  encoder: dict[str, Any] | None = None, name: str = "captions", progress: bool | None = None) -> None:
-        from ganforge.data.text import Vocabulary
+        from ganforge.data.vocab import Vocabulary
 
         if len(train.images) < 2:
             raise ConfigError(f"{name}: need at least 2 captioned images, got {len(train.images)}")
@@ -277,8 +277,8 @@ class CaptionedImageData:
 
 def shapes_splits_of(n_train: int = 10000, n_test: int = 2000, captions_per_image: int = 5, image_size: int = 32,
                      seed: int = 0) -> tuple[CaptionSet, dict[str, CaptionSet]]:
-    """The shapes data set's training set and evaluation splits (see :mod:`ganforge.data.captions`)."""
-    from ganforge.data.captions import shapes_splits
+    """The shapes data set's training set and evaluation splits (see :mod:`ganforge.data.shapes`)."""
+    from ganforge.data.shapes import shapes_splits
 
     splits = shapes_splits(n_train, n_test, captions_per_image, image_size, seed)
     return splits.pop("train"), splits
@@ -286,7 +286,7 @@ def shapes_splits_of(n_train: int = 10000, n_test: int = 2000, captions_per_imag
 
 def mnist_splits_of(captions_per_image: int = 5, seed: int = 0) -> tuple[CaptionSet, dict[str, CaptionSet]]:
     """Captioned MNIST's training set and evaluation splits."""
-    from ganforge.data.captions import mnist_splits
+    from ganforge.data.mnist_captions import mnist_splits
 
     splits = mnist_splits(captions_per_image, seed)
     return splits.pop("train"), splits
@@ -295,7 +295,7 @@ def mnist_splits_of(captions_per_image: int = 5, seed: int = 0) -> tuple[Caption
 def folder_splits_of(path: str = "", size: int | None = None, channels: int | None = None,
                      test_path: str = "") -> tuple[CaptionSet, dict[str, CaptionSet]]:
     """Your own pairs (and a test file of pairs, optional)."""
-    from ganforge.data.captions import read_captioned
+    from ganforge.data.caption_files import read_captioned
 
     if not path:
         raise ConfigError("data 'captioned-images' needs data.path: a .jsonl or .csv file of image and caption")

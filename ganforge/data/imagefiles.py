@@ -1,9 +1,9 @@
 """Finding and decoding the image files of a folder: one definition for the in-memory and the streamed folder.
 
 Both :func:`ganforge.data.images.load_image_folder` (everything decoded up front) and
-:class:`ganforge.data.streaming.ImageFolderStream` (decoded in DataLoader workers) list files and decode
+:class:`ganforge.data.image_stream.ImageFolderStream` (decoded in DataLoader workers) list files and decode
 them here, so the two paths see the same files and give the same pixels. It is its own module because
-the streaming module must not import ``images`` (which chooses between the two and so imports it).
+the streamed folder's module must not import ``images`` (which chooses between the two and so imports it).
 
 A folder is whatever users collect, so nothing in it may hang, exhaust memory or crash a run: a
 symlink loop is walked once, an image declaring more than :func:`pixel_limit` pixels is refused from

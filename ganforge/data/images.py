@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ganforge.data.image_stream import ImageFolderStream
 from ganforge.data.imagefiles import (
     IMAGE_EXTENSIONS,  # noqa: F401 - callers import it from here, where it used to live
     UNREADABLE,
@@ -21,7 +22,7 @@ from ganforge.data.imagefiles import (
     square_image,
 )
 from ganforge.data.mnist import data_dirs, download_file, embedded_mnist, to_tensor_images
-from ganforge.data.streaming import ImageFolderStream, parse_stream, should_stream
+from ganforge.data.streaming import parse_stream, should_stream
 from ganforge.data.tensor import TensorData
 from ganforge.registry import ConfigError
 
@@ -130,7 +131,7 @@ def cifar10_data(split: str = "train", root: str | Path | None = None, download:
 
 # -- a folder of images ----------------------------------------------------------------------------------------------
 
-_square = square_image  # its old name: captions.py imports it from here
+_square = square_image  # its old name: caption_files.py imports it from here
 
 
 def _read_folder(path: str | Path, size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
@@ -238,7 +239,7 @@ def image_folder_data(path: str, size: int | None = None, channels: int | None =
     (``split: heldout``: what a run on the folder is measured against); ``split: all`` takes every file.
     Small folders are decoded into memory (:class:`TensorData`); with ``stream: auto`` a folder whose
     decoded images (files x channels x size x size float32) would exceed ``memory_limit`` bytes (default
-    a quarter of RAM) is streamed instead (:class:`~ganforge.data.streaming.ImageFolderStream`, decoded
+    a quarter of RAM) is streamed instead (:class:`~ganforge.data.image_stream.ImageFolderStream`, decoded
     by ``workers`` processes); ``stream: true`` / ``false`` force either.
     """
     choice = parse_stream(stream, "image folder")

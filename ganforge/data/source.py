@@ -6,8 +6,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ganforge.data.spec import DataSpec
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec
 
 
 @runtime_checkable

@@ -6,8 +6,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ganforge.data.spec import DataSpec, Span
 from ganforge.data.transform import Standardize
+from ganforge.spec import DataSpec, Span
 
 
 class EpochSampler:

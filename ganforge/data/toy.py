@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ganforge.data.spec import DataSpec
+from ganforge.spec import DataSpec
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Networks, chosen by name from :data:`GENERATORS` and :data:`DISCRIMINATORS`.
 
-Builders are given the :class:`~ganforge.data.spec.DataSpec` of the data (shape and dtype, output
+Builders are given the :class:`~ganforge.spec.DataSpec` of the data (shape and dtype, output
 spans, vocabulary, condition width), not a bare shape: a generator builder is
 ``builder(cfg, spec, in_dim, c_dim) -> nn.Module`` (``in_dim``: the width of the prior's vector),
 a discriminator builder ``builder(cfg, spec, c_dim) -> nn.Module`` (``c_dim``: the width of the
@@ -20,12 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import NetConfig
-from ganforge.data.spec import DataSpec
 from ganforge.nn.dcgan import DCGANAutoencoderDiscriminator, DCGANDiscriminator, DCGANGenerator
 from ganforge.nn.mlp import MLPAutoencoderDiscriminator, MLPDiscriminator, MLPGenerator
 from ganforge.nn.sequence import SequenceGenerator, TextCNN, TextRNN
 from ganforge.nn.tabular import PacDiscriminator, ResidualGenerator, TabularVAE
 from ganforge.registry import ConfigError, Registry
+from ganforge.spec import DataSpec
 
 GeneratorBuilder = Callable[[NetConfig, DataSpec, int, int], nn.Module]
 DiscriminatorBuilder = Callable[[NetConfig, DataSpec, int], nn.Module]

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.config import NetConfig
-from ganforge.data.spec import Span
 from ganforge.nn.techniques import MinibatchDiscrimination
 from ganforge.registry import ConfigError
+from ganforge.spec import Span
 
 _ACTIVATIONS = {
     "relu": lambda: nn.ReLU(),

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import NetConfig
-from ganforge.data.spec import DataSpec, Span
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec, Span
 
 GUMBEL_TAU = 0.2  # CTGAN's temperature for one-hot outputs
 

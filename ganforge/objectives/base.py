@@ -97,7 +97,7 @@ class Setup:
     generator: nn.Module
     discriminator: nn.Module | None
     prior: Any
-    spec: Any  # ganforge.data.spec.DataSpec
+    spec: Any  # ganforge.spec.DataSpec
     data: Any
 
 

@@ -21,14 +21,12 @@ from typing import Any
 
 from ganforge.config import flatten, read_yaml
 from ganforge.io import atomic_write_text
+from ganforge.kinds import kind_of_run
 from ganforge.registry import ConfigError
-from ganforge.report.curves import PALETTE, fmt, read_log, run_charts
+from ganforge.report.curves import fmt, read_log, run_charts
 
 MAX_FRAMES = 40  # slider frames per run, evenly spaced over training: the page stays a few MB at most
 MAX_INLINE_BYTES = 4_000_000  # a bigger picture is named, not inlined
-MAX_SENTENCES = 50
-MAX_TABLE_ROWS = 5000  # real and synthetic rows compared per tabular run
-MAX_TABLE_COLUMNS = 24
 _STEP_FILE = re.compile(r"step_(\d+)\.(png|txt)$")
 _MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 PICTURE_ORDER = ("samples.png", "classes.png", "interpolation.png")
@@ -247,17 +245,6 @@ def pictures_html(run: RunData, has_slider: bool) -> str:
     return f'<div class="pictures">{"".join(figs)}</div>' if figs else ""
 
 
-def sentences_html(run: RunData) -> str:
-    """A text run's final sample sentences."""
-    p = run.path / "samples.txt"
-    if not p.is_file():
-        return ""
-    lines = [s for s in p.read_text(encoding="utf-8", errors="replace").splitlines() if s.strip()]
-    items = "".join(f"<li>{escape(s)}</li>" for s in lines[:MAX_SENTENCES])
-    more = f" (the first {MAX_SENTENCES} of {len(lines)})" if len(lines) > MAX_SENTENCES else ""
-    return f'<h3>sample sentences{more}</h3><ol class="sentences">{items}</ol>'
-
-
 def alerts(run: RunData) -> list[dict[str, Any]]:
     """The run's health alerts (step, kind, message): from the log, else from the summary."""
     found = [{"step": r["step"], "kind": str(r["warning"]), "message": str(r.get("message", ""))}
@@ -328,113 +315,17 @@ def config_diff(runs: Sequence[RunData]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-# ------------------------------------------------------------------------------------------------ tabular
-
-
-def _svg_hist(title: str, kind: str, real: Any, synth: Any) -> str:
-    """Real against synthetic for one column: overlaid histograms (numbers, dates) or side-by-side bars
-    of the commonest categories."""
-    import numpy as np
-    import pandas as pd
-
-    w, h, ml, mb, mt = 300, 160, 8, 40, 6
-    pw, ph = w - 2 * ml, h - mb - mt
-    parts = [f'<svg class="hist-chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 16}" '
-             f'viewBox="0 0 {w} {h + 16}" role="img"><title>{escape(title)}</title>']
-    colors = (PALETTE[0], PALETTE[1])
-    if kind in ("numerical", "datetime"):
-        def num(s: Any) -> Any:
-            if kind == "datetime":
-                s = pd.to_datetime(s, errors="coerce")
-                return s.dropna().astype("int64").to_numpy(float)
-            return pd.to_numeric(s, errors="coerce").dropna().to_numpy(float)
-
-        rv, sv = num(real), num(synth)
-        lo, hi = np.quantile(rv, [0.005, 0.995]) if len(rv) else (0.0, 1.0)
-        hi = hi if hi > lo else lo + 1
-        bins = np.linspace(lo, hi, 31)
-        hr = np.histogram(np.clip(rv, lo, hi), bins)[0] / max(1, len(rv))
-        hs = np.histogram(np.clip(sv, lo, hi), bins)[0] / max(1, len(sv))
-        top = max(hr.max(initial=0), hs.max(initial=0)) or 1
-        bw = pw / 30
-        for hist, color in ((hr, colors[0]), (hs, colors[1])):
-            for i, v in enumerate(hist):
-                bh = v / top * ph
-                parts.append(f'<rect x="{ml + i * bw:.1f}" y="{mt + ph - bh:.1f}" width="{bw:.1f}" '
-                             f'height="{bh:.1f}" fill="{color}" fill-opacity="0.45"/>')
-        lo_t, hi_t = (fmt(float(lo)), fmt(float(hi))) if kind == "numerical" else (
-            str(pd.Timestamp(int(lo)).date()), str(pd.Timestamp(int(hi)).date()))
-        parts.append(f'<text x="{ml}" y="{mt + ph + 13}" class="xt" style="text-anchor:start">{escape(lo_t)}</text>'
-                     f'<text x="{w - ml}" y="{mt + ph + 13}" class="xt" style="text-anchor:end">{escape(hi_t)}</text>')
-    else:
-        rc = real.astype(str).value_counts(normalize=True).head(10)
-        sc = synth.astype(str).value_counts(normalize=True).reindex(rc.index).fillna(0)
-        top = max(rc.max() if len(rc) else 0, sc.max() if len(sc) else 0) or 1
-        n = max(1, len(rc))
-        slot = pw / n
-        for i, cat in enumerate(rc.index):
-            for j, (vals, color) in enumerate(((rc, colors[0]), (sc, colors[1]))):
-                bh = float(vals.iloc[i]) / top * ph
-                parts.append(f'<rect x="{ml + i * slot + slot * (0.1 + 0.4 * j):.1f}" y="{mt + ph - bh:.1f}" '
-                             f'width="{slot * 0.4:.1f}" height="{bh:.1f}" fill="{color}"/>')
-            x = ml + (i + 0.5) * slot
-            parts.append(f'<text x="{x:.1f}" y="{mt + ph + 12}" class="xt" transform="rotate(30 {x:.1f} '
-                         f'{mt + ph + 12})" style="text-anchor:start">{escape(str(cat)[:12])}</text>')
-    parts.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" class="frame"/>'
-                 f'<rect x="{ml}" y="{h + 4}" width="10" height="8" fill="{colors[0]}"/>'
-                 f'<text x="{ml + 14}" y="{h + 12}" class="legend">real</text>'
-                 f'<rect x="{ml + 60}" y="{h + 4}" width="10" height="8" fill="{colors[1]}"/>'
-                 f'<text x="{ml + 74}" y="{h + 12}" class="legend">synthetic</text></svg>')
-    return "".join(parts)
-
-
-def table_path(config: dict[str, Any]) -> str:
-    """The table file a tabular run was trained on (``data.options.path`` in run folders of older
-    versions, else ``data.path``)."""
-    data = config.get("data") or {}
-    opts = data.get("options") or {}
-    return str(opts.get("path") or data.get("path") or "")
-
-
-def is_tabular(config: dict[str, Any]) -> bool:
-    """Whether the run's data is a table (the report then compares real and synthetic columns)."""
-    return (config.get("data") or {}).get("name") == "table"
-
-
-def tabular_html(run: RunData) -> str:
-    """Real against synthetic, column by column; synthetic rows come from the run's generator, real
-    ones from the file in its config. A missing file or generator is said on the page."""
-    src = table_path(run.config)
-    head = "<h3>real against synthetic, column by column</h3>"
-    if not src or not Path(src).is_file():
-        return head + f'<p class="note">the training table {escape(src or "(none in the config)")} is not there '\
-                      "any more: no comparison</p>"
-    if not (run.path / "generator.safetensors").is_file():
-        return head + '<p class="note">no generator.safetensors in the run (it did not finish): no synthetic rows</p>'
-    from ganforge.generator import load
-    from ganforge.tabular.io import read_table
-    from ganforge.tabular.metrics import column_kinds
-
-    opts = (run.config.get("data") or {}).get("options") or {}
-    try:
-        real = read_table(src, opts.get("delimiter"), opts.get("encoding"))
-        if len(real) > MAX_TABLE_ROWS:
-            real = real.sample(MAX_TABLE_ROWS, random_state=0)
-        artifact = load(run.path)
-        synth = artifact.sample(len(real), seed=0)
-        kinds = column_kinds(real, [c for c in (opts.get("discrete_columns") or []) if c in real.columns])
-    except (ConfigError, ValueError, OSError) as e:
-        return head + f'<p class="note">cannot compare: {escape(str(e).splitlines()[0] if str(e) else repr(e))}</p>'
-    names = [c for c in kinds if c in getattr(synth, "columns", [])][:MAX_TABLE_COLUMNS]
-    charts = "".join(f'<div class="hist" data-column="{escape(str(c))}"><div>{escape(str(c))} '
-                     f"<small>({escape(kinds[c])})</small></div>{_svg_hist(str(c), kinds[c], real[c], synth[c])}</div>"
-                     for c in names)
-    more = f"<p>({len(kinds) - len(names)} more columns left out)</p>" if len(kinds) > len(names) else ""
-    return (head + f"<p>{len(real):,} real rows from {escape(src)}; as many synthetic rows (seed 0)</p>"
-            f'<div class="tabular">{charts}</div>{more}')
-
-
 # ------------------------------------------------------------------------------------------------ the page
+
+
+def kind_panel(run: RunData) -> str:
+    """What the run's data kind shows of it (a text run's sentences, a table's columns), or a note
+    when its plug-in cannot be imported."""
+    try:
+        kind = kind_of_run(run.path, run.config, run.summary)
+    except ConfigError as e:
+        return f'<p class="note">{escape(str(e))}</p>'
+    return kind.report(run) if kind is not None else ""
 
 
 def _run_title(run: RunData) -> str:
@@ -456,9 +347,7 @@ def run_section(run: RunData, index: int, with_curves: bool) -> str:
     pictures = pictures_html(run, bool(slider))
     if slider:
         out.append(f"<h3>samples over training</h3>{slider}")
-    out.append(sentences_html(run))
-    if is_tabular(run.config):
-        out.append(tabular_html(run))
+    out.append(kind_panel(run))
     if with_curves:  # right after the samples: the two things one looks at first
         charts = run_charts([(run.name, run.log)])
         out.append("<h3>curves</h3>" + (f'<div class="charts">{"".join(charts)}</div>' if charts

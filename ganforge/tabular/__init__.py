@@ -15,13 +15,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_WHERE = {"TableData": "data", "read_table": "io", "write_table": "io", "clean_table": "io",
-          "evaluate_table": "metrics", "TabularGAN": "model", "TabularVAE": "model",
-          "TableTransformer": "transformer", "detect_discrete": "transformer"}
+# The table's reader, transformer and source live with the other data (ganforge.data), its scores
+# with the other metrics: this package is the tables' front end (the model API and the CLI).
+_WHERE = {"TableData": "ganforge.data.table", "read_table": "ganforge.data.table_io",
+          "write_table": "ganforge.data.table_io", "clean_table": "ganforge.data.table_io",
+          "evaluate_table": "ganforge.metrics.table", "TabularGAN": "ganforge.tabular.model",
+          "TabularVAE": "ganforge.tabular.model", "TableTransformer": "ganforge.data.table_transform",
+          "detect_discrete": "ganforge.data.table_transform"}
 __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'ganforge.tabular' has no attribute '{name}'")
-    return getattr(importlib.import_module(f"ganforge.tabular.{_WHERE[name]}"), name)
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -21,7 +21,7 @@ from ganforge.registry import ConfigError
 @contextmanager
 def _table_warnings() -> Iterator[None]:
     """Show the table reader's warnings (encoding assumed, values treated as missing) as lines."""
-    from ganforge.tabular.io import TableWarning
+    from ganforge.data.table_io import TableWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TableWarning)
@@ -64,7 +64,7 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from ganforge.tabular.io import read_table
+    from ganforge.data.table_io import read_table
     from ganforge.tabular.model import TabularGAN, TabularVAE
     from ganforge.training.callbacks import Interrupted
 
@@ -97,8 +97,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from ganforge.data.table_io import write_table
     from ganforge.generator import load
-    from ganforge.tabular.io import write_table
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
@@ -112,8 +112,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ganforge.tabular.io import read_table
-    from ganforge.tabular.metrics import evaluate_table
+    from ganforge.data.table_io import read_table
+    from ganforge.metrics.table import evaluate_table
 
     with _table_warnings():
         real = read_table(args.real, delimiter=args.delimiter)
@@ -135,8 +135,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{label:<28} {scores[key]:7.4f}   {note}")
     out = Path(args.out) if args.out else Path(args.synth).with_name(Path(args.synth).name.split(".")[0] + ".eval.json")
     from ganforge.io import atomic_write_text
+    from ganforge.metrics.table import column_kinds
     from ganforge.report.plots import plot_table_columns
-    from ganforge.tabular.metrics import column_kinds
 
     atomic_write_text(out, json.dumps(scores, indent=2, default=str))
     picture = out.with_suffix(".png")

@@ -17,14 +17,15 @@ import pandas as pd
 import torch
 
 from ganforge.config import Config, from_dict, load_yaml, merge, merge_config
+from ganforge.data.table import table_source
+from ganforge.data.table_io import clean_table, read_table
+from ganforge.data.table_transform import TableTransformer
 from ganforge.generator import GeneratorArtifact
 from ganforge.io import atomic_write_text
+from ganforge.metrics.table import column_kinds, quality_score
 from ganforge.registry import ConfigError
-from ganforge.tabular.data import table_source
-from ganforge.tabular.io import clean_table, read_table
-from ganforge.tabular.metrics import column_kinds, quality_score
-from ganforge.tabular.transformer import TableTransformer
-from ganforge.training.callbacks import Every, Interrupted, Logger
+from ganforge.training.callbacks import Every, Interrupted
+from ganforge.training.logger import Logger
 from ganforge.training.run import RunResult, prepare_out, train
 
 TRANSFORMER_FILE = "transformer.json"  # the fitted transformer of a run folder, reused by --resume

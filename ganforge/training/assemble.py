@@ -11,13 +11,13 @@ from ganforge.config import Config, OptimConfig
 from ganforge.data import build_dataset
 from ganforge.data.clusters import cluster_labels
 from ganforge.data.source import as_source
-from ganforge.data.spec import DataSpec
 from ganforge.data.tensor import TensorData
 from ganforge.generator import Prior, build_generator_module
 from ganforge.nn import WithHead, build_discriminator, feature_dim
 from ganforge.objectives import OBJECTIVES, Setup, objective_name
 from ganforge.objectives.auxiliary import build_head, check_mode
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec
 from ganforge.training.caption_encoder import EncoderCache, fit_caption_encoder, needs_caption_encoder
 from ganforge.training.trainer import GANParts
 

@@ -22,8 +22,10 @@ from procs import ENV, REPO, assert_same, free_port, ok, one, torchrun
 
 from ganforge.training.checkpoint import load_state
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="this torch build has no gloo backend")
+# serial: 2 processes each; one xdist worker runs these one after another (`--dist loadgroup`).
+pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("serial"),
+              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                 reason="this torch build has no gloo backend")]
 
 SMALL = ["--set", "model.generator.hidden=[32,32]", "--set", "model.discriminator.hidden=[32,32]",
          "--set", "train.batch_size=64", "--set", "train.eval_samples=500", "--no-progress"]

@@ -24,8 +24,10 @@ import torch
 from procs import assert_same, ok, one, torchrun
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="this torch build has no gloo backend")
+# serial: 2 processes each; one xdist worker runs these one after another (`--dist loadgroup`).
+pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("serial"),
+              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                 reason="this torch build has no gloo backend")]
 
 QUIET = ["--set", "train.eval_every=0", "--set", "train.sample_every=0", "--set", "train.tensorboard=false",
          "--no-progress"]

@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from ganforge.config import HealthConfig
-from ganforge.training.callbacks import Health, Logger
 from ganforge.training.checkpoint import load_state
+from ganforge.training.health import Health
+from ganforge.training.logger import Logger
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

@@ -10,7 +10,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from ganforge.training.checkpoint import load_state
+
+# Kills at moments of wall time: one xdist worker runs these (and the torchrun tests) in turn.
+pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("serial")]
 
 EVERY = 20
 TRAIN = [sys.executable, "-m", "ganforge", "train"]

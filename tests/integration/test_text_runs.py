@@ -15,10 +15,10 @@ from procs import assert_user_error, ganforge
 from safetensors.torch import load_file
 
 from ganforge.config import load_config
-from ganforge.data.oracle import oracle_data
 from ganforge.generator import load
 from ganforge.metrics.bleu import bleu, tokenize_lines
 from ganforge.metrics.text import nll
+from ganforge.oracle import oracle_data
 from ganforge.registry import ConfigError
 from ganforge.training.callbacks import Interrupted
 from ganforge.training.run import train

@@ -10,10 +10,10 @@ from torch import nn
 
 import ganforge
 from ganforge.config import NetConfig
-from ganforge.data.spec import DataSpec, Span
 from ganforge.generator import GeneratorArtifact, Prior, load, sample, sampling_mode
 from ganforge.nn import build_generator
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec, Span
 
 QUIET = {"progress": False, "tensorboard": False, "eval_every": 0, "sample_every": 0, "checkpoint_every": 0}
 

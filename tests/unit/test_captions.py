@@ -11,30 +11,29 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from ganforge.data.captions import (
-    BACKGROUND,
+from ganforge.data.caption_files import read_captioned, write_captioned, write_shapes
+from ganforge.data.captions import CaptionSet, words
+from ganforge.data.mnist_captions import (
     DIGIT_WORDS,
-    HELDOUT_COMBOS,
     MNIST_HELDOUT_COMBOS,
     MNIST_HELDOUT_TEMPLATES,
     MNIST_SCHEMA,
     MNIST_TRAIN_TEMPLATES,
+    bin_digits,
+    digit_thresholds,
+    measure_digits,
+    mnist_splits,
+)
+from ganforge.data.shapes import (
+    BACKGROUND,
+    HELDOUT_COMBOS,
     SHAPE_RGB,
     SHAPES_HELDOUT_TEMPLATES,
     SHAPES_SCHEMA,
     SHAPES_TRAIN_TEMPLATES,
-    CaptionSet,
-    bin_digits,
     caption_shapes,
-    digit_thresholds,
-    measure_digits,
-    mnist_splits,
-    read_captioned,
     render_shapes,
     shapes_splits,
-    words,
-    write_captioned,
-    write_shapes,
 )
 from ganforge.registry import ConfigError
 

@@ -24,8 +24,10 @@ import ganforge.training.checkpoint as checkpoint_module
 from ganforge.cli import main
 from ganforge.config import HealthConfig, load_config
 from ganforge.registry import ConfigError
-from ganforge.training.callbacks import FinalChecks, Health, Logger, TrainingDiverged, final_warnings
+from ganforge.training.callbacks import TrainingDiverged
 from ganforge.training.checkpoint import load_state
+from ganforge.training.health import FinalChecks, Health, final_warnings
+from ganforge.training.logger import Logger
 from ganforge.training.run import run_status, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -297,7 +299,7 @@ def test_final_checks_read_the_last_image_evaluation_and_set_the_status(capsys: 
     logger = Logger(None, every=1, progress=False)
     health = Health(logger, HealthConfig(), probabilistic=True)
     image_eval = SimpleNamespace(last={"fid": 90.0}, fid_history=[(500, 40.0), (1000, 90.0)])
-    checks = FinalChecks(logger, HealthConfig(), health, image_eval)
+    checks = FinalChecks(logger, HealthConfig(), health, [SimpleNamespace(last={}), image_eval])
     checks.on_train_end(SimpleNamespace(step_num=1000, stop_reason=None))
     assert [k for k, _ in checks.fired] == ["fid_blowup"] and logger.warnings[0]["step"] == 1000
     assert capsys.readouterr().err.startswith("ganforge: warning: the final FID 90.0")

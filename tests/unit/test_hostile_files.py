@@ -23,6 +23,7 @@ from PIL import Image, ImageFile
 from safetensors.torch import load_file, save_file
 
 from ganforge.config import from_dict
+from ganforge.data.image_stream import ImageFolderStream
 from ganforge.data.imagefiles import (
     MAX_PIXELS,
     decode_image,
@@ -33,10 +34,9 @@ from ganforge.data.imagefiles import (
     wide_to_uint8,
 )
 from ganforge.data.images import load_image_folder
-from ganforge.data.spec import DataSpec
-from ganforge.data.streaming import ImageFolderStream
 from ganforge.generator import GeneratorArtifact, Prior, build_generator_module, load
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec
 from ganforge.training.checkpoint import check_origin, load_state, save_state
 
 COLOUR = (200, 100, 50)

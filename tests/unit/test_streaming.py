@@ -1,4 +1,5 @@
-"""Streamed data (ganforge.data.streaming): image folders and tables read by DataLoader workers.
+"""Streamed data (ganforge.data.streaming, image_stream, table_stream): image folders and tables read by
+DataLoader workers.
 
 Each test builds tiny files in a temporary folder (8 x 8 PNGs, a few hundred table rows) and checks
 what a broken stream would get wrong: the pixels (the same decode as the in-memory folder), skipped
@@ -17,12 +18,13 @@ import torch
 from PIL import Image
 
 from ganforge.data import build_dataset
+from ganforge.data.image_stream import ImageFolderStream, _ShardOrder
 from ganforge.data.images import image_folder_data, load_image_folder
-from ganforge.data.streaming import ImageFolderStream, TableStream, _conform, _ShardOrder
+from ganforge.data.table import TableData, table_source
+from ganforge.data.table_io import read_table
+from ganforge.data.table_stream import TableStream, _conform
 from ganforge.data.tensor import TensorData
 from ganforge.registry import ConfigError
-from ganforge.tabular.data import TableData, table_source
-from ganforge.tabular.io import read_table
 
 N_GOOD = 40
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ganforge.cli import main
 from ganforge.config import load_config
 from ganforge.data.captioned import CaptionedImageData, caption_splits, normalize_caption
-from ganforge.data.captions import shapes_splits
+from ganforge.data.shapes import shapes_splits
 from ganforge.generator import load
 from ganforge.metrics.captioned import load_attribute_net
 from ganforge.metrics.t2i import caption_consistency, predict_attributes

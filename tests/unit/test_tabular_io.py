@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ganforge.tabular.io as tio
+import ganforge.data.table_io as tio
+from ganforge.data.table_io import TABLE_SUFFIXES, TableWarning, clean_table, read_table, write_table
 from ganforge.registry import ConfigError
-from ganforge.tabular.io import TABLE_SUFFIXES, TableWarning, clean_table, read_table, write_table
 
 
 def _file(tmp_path: Path, name: str, content: str | bytes) -> Path:

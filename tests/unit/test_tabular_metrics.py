@@ -1,4 +1,4 @@
-"""ganforge.tabular.metrics: agreement with SDMetrics' own numbers, and how the scores behave.
+"""ganforge.metrics.table: agreement with SDMetrics' own numbers, and how the scores behave.
 
 The tables are small and built here with a seeded rng: a float column, an int column correlated with it,
 an independent float with missing values, a categorical with a NaN category, a boolean and a datetime with a
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ganforge.tabular.metrics import (
+from ganforge.metrics.table import (
     column_kinds,
     column_pair_trends,
     column_shapes,

@@ -12,19 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.data import text
-from ganforge.data.text import (
-    EOS,
-    PAD,
-    UNK,
-    TextData,
-    TextWarning,
-    Vocabulary,
-    coco_captions_data,
-    read_corpus,
-    text_data,
-)
+from ganforge.data import text, vocab
+from ganforge.data.corpus import TextWarning, read_corpus
+from ganforge.data.text import TextData, coco_captions_data, text_data
 from ganforge.data.transform import load_transform
+from ganforge.data.vocab import EOS, PAD, UNK, Vocabulary
 from ganforge.registry import ConfigError
 
 CORPUS = ["the cat sat on the mat .", "the dog sat .", "a cat ran on the mat ."]
@@ -90,7 +82,7 @@ def test_word_tokens_are_treebank_and_specials_stay_whole():
 def test_missing_nltk_is_a_config_error_and_char_level_needs_none(monkeypatch):
     monkeypatch.setitem(sys.modules, "nltk", None)  # makes `import nltk` fail
     monkeypatch.setitem(sys.modules, "nltk.tokenize", None)
-    monkeypatch.setattr(text, "_tokenizer", None)
+    monkeypatch.setattr(vocab, "_tokenizer", None)
     with pytest.raises(ConfigError, match=r"text data needs nltk: pip install 'ganforge\[text\]'"):
         Vocabulary.build(CORPUS)
     assert len(Vocabulary.build(CORPUS, level="char")) > 3

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ganforge.config import from_dict, load_config
-from ganforge.data.spec import DataSpec
-from ganforge.data.text import TextData, Vocabulary
+from ganforge.data.text import TextData
+from ganforge.data.vocab import Vocabulary
 from ganforge.generator import Prior
 from ganforge.nn import build_discriminator
 from ganforge.nn.sequence import (
@@ -27,6 +27,7 @@ from ganforge.objectives.base import Phase
 from ganforge.objectives.losses import LOSSES
 from ganforge.objectives.text import Rollout, TextObjective, tau_at
 from ganforge.registry import ConfigError
+from ganforge.spec import DataSpec
 from ganforge.training.game import Game
 
 EOS, PAD = 1, 0

@@ -18,7 +18,6 @@ from ganforge.config import Config
 from ganforge.metrics.evaluate import HELDOUT, check_extractor_name, evaluate, parse_metrics
 from ganforge.metrics.inception import ExtractorUnavailable
 from ganforge.registry import ConfigError
-from ganforge.training.callbacks import Logger
 
 # Metrics where a larger number is better; the rest (fid, kid, kl_to_uniform) are distances.
 HIGHER_IS_BETTER = {"inception_score", "precision", "recall", "density", "coverage", "modes_covered"}
@@ -70,7 +69,7 @@ class ImageMetrics:
 
     The evaluation's own warnings (digit features of colour images, too few samples) and a skipped
     evaluation go to ``warn(step, kind, message)`` (default: the run's
-    :class:`~ganforge.training.callbacks.Logger`, found among the trainer's callbacks), each once a run.
+    logger, found among the trainer's callbacks by its ``warn``), each once a run.
     A skipped evaluation is retried only once the file that was missing (or wrong) is in place.
     """
 
@@ -101,7 +100,9 @@ class ImageMetrics:
         self._warned.add((kind, message))
         warn = self.warn
         if warn is None:
-            logger = next((cb for cb in getattr(trainer, "callbacks", []) if isinstance(cb, Logger)), None)
+            # (the run's Logger: the callback that warns and records)
+            logger = next((cb for cb in getattr(trainer, "callbacks", [])
+                           if hasattr(cb, "warn") and hasattr(cb, "record")), None)
             warn = logger.warn if logger is not None else None
         if warn is not None:
             warn(trainer.step_num, kind, message)
@@ -159,6 +160,14 @@ class ImageMetrics:
                 self.best = {"metric": self.best_key, "value": value, "step": trainer.step_num}
                 if self.export is not None and self.best_path is not None:
                     self.export(self.best_path)
+
+    def summary(self) -> dict[str, Any]:
+        """The final evaluation's numbers, its protocol and the best model's step, for ``summary.json``."""
+        out: dict[str, Any] = {k: v for k, v in self.last.items() if k != "protocol"}
+        out["eval_protocol"] = self.last.get("protocol", {})
+        if self.best:
+            out["best"] = self.best
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": dict(self.best), "fid_history": [list(e) for e in self.fid_history]}

@@ -4,12 +4,18 @@ likelihood scores G's samples (NLL-oracle), so quality is measured exactly, not 
 As in Yu et al. (2017): embedding and hidden size 32, vocabulary 5,000, sentences of 20 tokens,
 every parameter N(0, 1); 10,000 training sequences, and 10,000 more held out for NLL-test. The
 oracle is a function of its seed, so every run (and ``ganforge eval``) rebuilds the same one.
+
+A data set made by a network: it sits above the data sources and the networks (which know nothing
+of each other) and registers itself as the data set ``oracle`` (``ganforge`` imports it).
 """
 from __future__ import annotations
 
 import torch
 
-from ganforge.data.text import TextData, Vocabulary
+from ganforge.data import register_dataset
+from ganforge.data.text import TextData
+from ganforge.data.vocab import Vocabulary
+from ganforge.nn.sequence import oracle_lstm
 from ganforge.registry import ConfigError
 
 
@@ -17,8 +23,6 @@ def oracle_data(vocab_size: int = 5000, length: int = 20, dim: int = 32, seed: i
                 n_test: int = 10_000) -> TextData:
     """The oracle's training sequences as a data source; ``.oracle`` is the oracle network and
     ``.test_tokens`` the held-out sequences."""
-    from ganforge.nn.sequence import oracle_lstm
-
     for key, value in (("vocab_size", vocab_size), ("length", length), ("dim", dim), ("n_train", n_train),
                        ("n_test", n_test)):
         if value < 1:
@@ -35,3 +39,7 @@ def oracle_data(vocab_size: int = 5000, length: int = 20, dim: int = 32, seed: i
     data.oracle_config = {"vocab_size": vocab_size, "length": length, "dim": dim, "seed": seed,
                            "n_train": n_train, "n_test": n_test}
     return data
+
+
+register_dataset("oracle", oracle_data, "SeqGAN's synthetic oracle: a random LSTM's sentences "
+                 "(vocabulary 5,000, length 20)")

@@ -1,7 +1,7 @@
 """The table transformer: a DataFrame to G's output space and back (CTGAN's, with the cases it lacks).
 
 Each column becomes one or more output spans whose activations drive G's heads
-(:class:`~ganforge.data.spec.Span`):
+(:class:`~ganforge.spec.Span`):
 
 - **continuous** (floats, integers with many values, datetimes and dates): mode-specific
   normalization (Xu et al. 2019). A variational Gaussian mixture (scikit-learn's
@@ -41,9 +41,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ganforge.data.spec import Span
 from ganforge.data.transform import register_transform
 from ganforge.registry import ConfigError
+from ganforge.spec import Span
 
 # Integer columns with at most this many distinct values are discrete when not said otherwise.
 DISCRETE_INT_VALUES = 20

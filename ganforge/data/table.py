@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganforge.data.spec import DataSpec
-from ganforge.tabular.transformer import TableTransformer
+from ganforge.data.table_transform import TableTransformer
+from ganforge.spec import DataSpec
 
 
 class TableData:
@@ -105,7 +105,7 @@ class TableData:
 
 def table_source(df: Any, discrete_columns: Sequence[str] | None = None, conditional: bool = True,
                  transformer: TableTransformer | None = None, seed: int = 0, **options: Any) -> TableData:
-    """A cleaned DataFrame (:func:`~ganforge.tabular.io.clean_table`; :func:`read_table` returns one)
+    """A cleaned DataFrame (:func:`~ganforge.data.table_io.clean_table`; :func:`read_table` returns one)
     as a data source: the transformer (fitted here with ``options`` unless given), the rows in G's
     output space, their category codes for training-by-sampling."""
     if transformer is None:

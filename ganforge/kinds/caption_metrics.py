@@ -36,6 +36,13 @@ class CaptionMetrics:
     def applies(data: Any) -> bool:
         return bool(getattr(data, "eval_sets", None))
 
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers, then the whole final evaluation and the caption encoder's record."""
+        if not self.last:
+            return {}
+        captions = {k: v for k, v in self.last.items() if k != "headline"}
+        return {**self.last["headline"], "captions": {**captions, "encoder": self.data.summary()}}
+
     def __call__(self, trainer: Any) -> None:
         train = self.data.train
         if self.net is None and train.attributes is not None:

@@ -30,6 +30,11 @@ class TextMetrics:
     def applies(data: Any) -> bool:
         return getattr(data, "oracle", None) is not None or getattr(data, "test_tokens", None) is not None
 
+    def summary(self) -> dict[str, Any]:
+        """The final evaluation's numbers and protocol, for ``summary.json``."""
+        return {**{k: v for k, v in self.last.items() if k != "protocol"},
+                "eval_protocol": self.last.get("protocol", {})}
+
     def __call__(self, trainer: Any) -> None:
         self.last = evaluate_text(self.artifact, self.data, n=self.n)
         numbers = {k: v for k, v in self.last.items() if isinstance(v, (int, float))}

@@ -42,6 +42,8 @@ class DataSpec:
     condition_dim: int = 0  # width of the condition vector "c" the data supplies (0 = none)
     classes: int = 0  # number of label values "y" the data supplies (0 = unlabelled)
     extra: dict[str, Any] = field(default_factory=dict)  # anything else a custom builder needs (JSON-able)
+    # The data kind (ganforge.kinds) when the source names it: a plug-in's kind; "" = found from the spec.
+    kind: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
@@ -67,6 +69,8 @@ class DataSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)
+        if not self.kind:  # (files of the built-in kinds stay as they were)
+            del d["kind"]
         return d
 
     @classmethod

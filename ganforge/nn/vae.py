@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import ModelConfig
-from ganforge.data.spec import DataSpec
 from ganforge.nn import build_discriminator, build_generator, feature_dim
+from ganforge.spec import DataSpec
 
 
 class VAE(nn.Module):
