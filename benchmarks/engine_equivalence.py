@@ -49,15 +49,23 @@ CASES = {
     "diff-augment": ("mnist-dcgan-plain", NOEVAL + ["techniques.diff_augment=color,translation,cutout"], 10),
     "reference-batch": ("mnist-dcgan-plain", NOEVAL + ["model.generator.reference_batch=16"], 10),
     "minibatch-discrimination": ("mnist-dcgan-plain", NOEVAL + ["model.discriminator.minibatch_discrimination=8"], 10),
+    # Text and text to image (added for issue 25's refactor of the run assembly into data kinds).
+    "oracle-seqgan-small": ("oracle-seqgan", ["data.options.vocab_size=60", "data.options.length=8",
+                                              "data.options.n_train=300", "data.options.n_test=100",
+                                              "model.text.pretrain_steps=6", "model.text.d_pretrain_steps=2",
+                                              "model.text.rollouts=2", "model.text.eval_samples=50"], 12),
+    "shapes-t2i-small": ("shapes-t2i", NOEVAL + ["data.options.n_train=240", "data.options.n_test=150",
+                                                 "data.options.encoder.steps=40", "train.batch_size=16"], 6),
 }
-# What issue 11 changed on purpose (the review's defect fixes, the lazy-regularization phase) and the
-# discriminators whose parameters were renamed (a head is now D's child through WithHead).
-EXPECTED = {
+# Differences made on purpose, by baseline: against fae847c, what issue 11 changed (the review's defect
+# fixes, the lazy-regularization phase) and the discriminators whose parameters were renamed (a head
+# is now D's child through WithHead). Against any other baseline every case must be equal.
+EXPECTED_BY_BASELINE = {"fae847c": {
     "hinge-r1-lazy": "lazy regularization now runs in its own Dreg phase (its own optimizer step)",
     "instance-noise": "instance noise now also reaches D's input in G's step (defect fix)",
     "mnist-acgan": "D's parameters renamed (body.*, aux_head.*); G must be equal",
     "mnist-infogan": "D's parameters renamed (body.*, aux_head.*); G must be equal",
-}
+}}
 
 
 def _digest(state: dict) -> str:
@@ -114,6 +122,7 @@ def main() -> None:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "ganforge"], cwd=REPO, capture_output=True,
                                 text=True).stdout.strip())
+    EXPECTED = EXPECTED_BY_BASELINE.get(args.baseline, {})
     cases = {}
     for name in CASES:
         a, b = old[name], new[name]

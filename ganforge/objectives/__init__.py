@@ -3,7 +3,7 @@
 Registered here: ``adversarial`` (the losses of :data:`~ganforge.objectives.losses.LOSSES` with
 conditioning, auxiliary terms, techniques and penalties as parts), ``ctgan``, ``began``, ``mmd``,
 ``elbo``, and for text ``mle``, ``seqgan`` and ``gumbel`` (:mod:`ganforge.objectives.text`).
-Your own: :func:`register_objective` (see the README's "Your own objective").
+Your own: :func:`register_objective` (see docs/guide/own-objective.md).
 """
 from __future__ import annotations
 
