@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean browser
+.PHONY: setup demo test lint bench clean browser docs
 
 setup: $(STAMP)
 
@@ -39,12 +39,17 @@ browser:
 	  echo "chromium could not be installed: the browser test will skip"; }
 
 test: $(STAMP) browser
-	$(PY) -m ruff check ganforge tests benchmarks
+	$(PY) -m ruff check ganforge tests benchmarks docs/hooks.py
+	d=$$(mktemp -d); NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir $$d; s=$$?; rm -rf $$d; exit $$s
 	$(PY) -m pytest -q -n auto --dist loadgroup --durations=15 tests
+
+# The documentation site (MkDocs): site/index.html; `make test` builds it too, failing on any warning.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_loop.py --fast
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs site .pytest_cache .ruff_cache
