@@ -185,6 +185,3 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
             importlib.import_module(name)
         except ImportError as e:
             raise ConfigError(f"plugins: cannot import '{name}' ({e})") from None
-
-
-

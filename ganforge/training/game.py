@@ -24,14 +24,21 @@ HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GPU_DATA_SHARE = 0.25
 
 
+def epoch_sampler(data: Any) -> EpochSampler | None:
+    """The data source's epoch sampler, when it draws through one (in-memory tensors, text, captions)."""
+    sampler = getattr(data, "sampler", None)
+    return sampler if isinstance(sampler, EpochSampler) else None
+
+
 def shard_data(data: Any, index: int, count: int, seed: int = 0, lanes: int = 1) -> None:
     """Give process ``index`` of ``count`` its own disjoint part of the data. An epoch sampler is
     cut into one shard per micro-batch (``lanes`` per process), so N processes draw what one
     process with N micro-batches draws; a streaming source (its own ``set_shard``) is cut per
     process. Sources that draw fresh samples need nothing (each micro-batch draws from its own
     random stream)."""
-    if isinstance(getattr(data, "sampler", None), EpochSampler):
-        data.sampler.set_shard(index, count, lanes)
+    sampler = epoch_sampler(data)
+    if sampler is not None:
+        sampler.set_shard(index, count, lanes)
     elif hasattr(data, "set_shard") and count > 1:
         data.set_shard(index, count, seed)
 
@@ -56,8 +63,7 @@ class Game:
         self.autocast, self.channels_last, self.world = autocast, channels_last, world
         self.step = 0  # the iteration being computed (completed iterations so far)
         # The data's epoch sampler, if it has one: each micro-batch draws from its own shard of it.
-        self.sampler: EpochSampler | None = data.sampler if isinstance(getattr(data, "sampler", None),
-                                                                       EpochSampler) else None
+        self.sampler = epoch_sampler(data)
         self.micro = 0  # the micro-batch being computed (gradient accumulation)
         # On a GPU, G's noise is drawn there, from a generator of its own seeded from the
         # trainer's, so no host-to-device copy sits in the step. ``noise_device`` is where those
